@@ -1,8 +1,257 @@
+// Command nats-tsnet-bridge is the data plane of nats-tsnet. It is started
+// and driven by the nats-tsnet control plane; see package bridge.
+//
+//	nats-tsnet-bridge node   ...  a cluster node's tailnet face
+//	nats-tsnet-bridge client ...  an untagged device exposing a tailnet
+//	                              host:port on a local port (and SOCKS5)
 package main
 
 import (
-	_ "tailscale.com/tsnet"
-	_ "github.com/pires/go-proxyproto"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"tailscale.com/envknob"
+	"tailscale.com/net/socks5"
+
+	"github.com/nats-tsnet/nats-tsnet/dataplane/bridge"
 )
 
-func main() {}
+const (
+	exitUsage   = 2
+	exitControl = 3
+	exitTailnet = 4
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	mode, args := os.Args[1], os.Args[2:]
+	fs := flag.NewFlagSet(mode, flag.ExitOnError)
+	var (
+		o          bridge.Options
+		tags       string
+		authFile   string
+		logUpload  bool
+		listen     string
+		to         string
+		socksAddr  string
+		upTimeout  = fs.Duration("up-timeout", 60*time.Second, "how long to wait for the tailnet")
+		port       = fs.Int("port", 0, "WireGuard UDP port (0 = any)")
+	)
+	fs.StringVar(&o.Hostname, "hostname", "", "tailnet device name")
+	fs.StringVar(&o.Dir, "dir", "", "tsnet state directory")
+	fs.StringVar(&o.ControlURL, "control-url", os.Getenv("TS_CONTROL_URL"), "control server URL (empty: Tailscale's)")
+	fs.StringVar(&tags, "tags", "", "comma-separated tags to advertise")
+	fs.StringVar(&authFile, "auth-key-file", "", "file holding the auth key (else TS_AUTHKEY)")
+	fs.BoolVar(&o.Ephemeral, "ephemeral", false, "register as an ephemeral device")
+	fs.BoolVar(&o.Verbose, "verbose", false, "log tsnet's own lines")
+	fs.BoolVar(&logUpload, "log-upload", false, "allow tsnet to upload logs to Tailscale (off by default)")
+	fs.StringVar(&listen, "listen", "127.0.0.1:4222", "client mode: local address, or fd:N for an inherited listening socket")
+	fs.StringVar(&to, "to", "", "client mode: tailnet host:port to forward to")
+	fs.StringVar(&socksAddr, "socks5", "", "client mode: also serve SOCKS5 on this local address (or fd:N)")
+	_ = fs.Parse(args)
+
+	if !logUpload {
+		// Privacy by default, and the offline test tailnet must never try
+		// to reach Tailscale's log servers.
+		envknob.SetNoLogsNoSupport()
+	}
+	o.UpTimeout = *upTimeout
+	o.Port = uint16(*port)
+	if tags != "" {
+		o.Tags = strings.Split(tags, ",")
+	}
+	o.AuthKey = os.Getenv("TS_AUTHKEY")
+	if authFile != "" {
+		b, err := os.ReadFile(authFile)
+		if err != nil {
+			fatalf(exitUsage, "ERR_AUTH_KEY_FILE", "reading auth key file: %v", err)
+		}
+		o.AuthKey = strings.TrimSpace(string(b))
+	}
+	// The key must not leak into anything tsnet or a child might log.
+	os.Unsetenv("TS_AUTHKEY")
+	os.Unsetenv("TS_AUTH_KEY")
+	if o.Hostname == "" || o.Dir == "" {
+		fatalf(exitUsage, "ERR_USAGE", "--hostname and --dir are required")
+	}
+
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level(o.Verbose)}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	ch := bridge.NewChannel(os.Stdout)
+	switch mode {
+	case "node":
+		runNode(ctx, ch, o, log)
+	case "client":
+		if to == "" {
+			fatalf(exitUsage, "ERR_USAGE", "client mode needs --to host:port")
+		}
+		runClient(ctx, ch, o, log, listen, to, socksAddr)
+	default:
+		usage()
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: nats-tsnet-bridge node|client [flags]")
+	os.Exit(exitUsage)
+}
+
+func level(verbose bool) slog.Level {
+	if verbose {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// fatalf reports a fatal error both as a control event (for the control
+// plane to map to its own error) and on stderr (for a human), then exits.
+func fatalf(code int, errCode, format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	b, _ := json.Marshal(bridge.Event{Event: "fatal", Data: bridge.ErrorBody{Code: errCode, Message: msg}})
+	fmt.Fprintln(os.Stdout, string(b))
+	fmt.Fprintln(os.Stderr, "nats-tsnet-bridge: "+msg)
+	os.Exit(code)
+}
+
+func up(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slog.Logger) *bridge.Node {
+	n, err := bridge.Up(ctx, o, log)
+	if err != nil {
+		var ce *bridge.CodedError
+		code := "ERR_TAILNET"
+		if errors.As(err, &ce) {
+			code = ce.Code
+		}
+		fatalf(exitTailnet, code, "%v", err)
+	}
+	st, err := n.Status(ctx)
+	if err != nil {
+		fatalf(exitTailnet, "ERR_TAILNET", "status after join: %v", err)
+	}
+	ch.Emit("up", st)
+	return n
+}
+
+func serveControl(ctx context.Context, ch *bridge.Channel, n *bridge.Node, stop func()) {
+	ch.Handle("status", func(json.RawMessage) (any, error) { return n.Status(ctx) })
+	ch.Handle("whois", func(raw json.RawMessage) (any, error) {
+		var a struct {
+			Addr string `json:"addr"`
+		}
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		return n.WhoIs(ctx, a.Addr)
+	})
+	ch.Handle("listen", func(raw json.RawMessage) (any, error) {
+		var a bridge.ListenArgs
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		return n.Listen(a)
+	})
+	ch.Handle("forward", func(raw json.RawMessage) (any, error) {
+		var a bridge.ForwardArgs
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		return n.Forward(a)
+	})
+	ch.Handle("close", func(raw json.RawMessage) (any, error) {
+		var a struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		return map[string]any{}, n.CloseListener(a.Name)
+	})
+	go func() {
+		_ = ch.Serve(os.Stdin)
+		// Stdin closed: our supervisor is gone. Never run unsupervised.
+		stop()
+	}()
+}
+
+func runNode(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slog.Logger) {
+	ctx, stop := context.WithCancel(ctx)
+	n := up(ctx, ch, o, log)
+	serveControl(ctx, ch, n, stop)
+	go n.WatchPeers(ctx, func(st *bridge.Status) { ch.Emit("peers", st) })
+	<-ctx.Done()
+	_ = n.Srv.Close()
+}
+
+func localListener(spec string) (net.Listener, error) {
+	if fd, ok := strings.CutPrefix(spec, "fd:"); ok {
+		// An inherited socket lets a parent in another network namespace
+		// hand us a listener on its own loopback.
+		num, err := strconv.Atoi(fd)
+		if err != nil {
+			return nil, fmt.Errorf("bad fd %q", spec)
+		}
+		f := os.NewFile(uintptr(num), "listener")
+		defer f.Close()
+		return net.FileListener(f)
+	}
+	host, _, err := net.SplitHostPort(spec)
+	if err != nil {
+		return nil, err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%s is not a loopback address", spec)
+	}
+	return net.Listen("tcp", spec)
+}
+
+func runClient(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slog.Logger, listen, to, socksAddr string) {
+	ctx, stop := context.WithCancel(ctx)
+	ln, err := localListener(listen)
+	if err != nil {
+		fatalf(exitUsage, "ERR_LISTEN", "listen %s: %v", listen, err)
+	}
+	var socksLn net.Listener
+	if socksAddr != "" {
+		if socksLn, err = localListener(socksAddr); err != nil {
+			fatalf(exitUsage, "ERR_LISTEN", "socks5 listen %s: %v", socksAddr, err)
+		}
+	}
+	n := up(ctx, ch, o, log)
+	serveControl(ctx, ch, n, stop)
+	f := &bridge.Forwarder{
+		Name:     "client",
+		Listener: ln,
+		Log:      log,
+		Dial: func(ctx context.Context, _ net.Conn) (net.Conn, error) {
+			return n.Srv.Dial(ctx, "tcp", to)
+		},
+	}
+	go f.Serve()
+	ready := map[string]any{"listen": ln.Addr().String(), "to": to}
+	if socksLn != nil {
+		s := &socks5.Server{Logf: func(string, ...any) {}, Dialer: n.Srv.Dial}
+		go func() { _ = s.Serve(socksLn) }()
+		ready["socks5"] = socksLn.Addr().String()
+	}
+	ch.Emit("ready", ready)
+	<-ctx.Done()
+	f.Close()
+	if socksLn != nil {
+		_ = socksLn.Close()
+	}
+	_ = n.Srv.Close()
+}

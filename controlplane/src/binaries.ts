@@ -1,0 +1,30 @@
+// Where the executables nats-tsnet drives live. scripts/build.sh puts them
+// in <repo>/.cache/bin; an environment variable overrides each one so that
+// packagers (and the single-file build) can point elsewhere.
+import { accessSync, constants } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MissingBinaryError } from "./errors.ts";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+const BINARIES = {
+  bridge: { file: "nats-tsnet-bridge", env: "NATS_TSNET_BRIDGE_BIN" },
+  "nats-server": { file: "nats-server", env: "NATS_SERVER_BIN" },
+  headscale: { file: "headscale", env: "HEADSCALE_BIN" },
+} as const;
+export type BinaryName = keyof typeof BINARIES;
+
+export function binaryPath(name: BinaryName, env: NodeJS.ProcessEnv = process.env): string {
+  const spec = BINARIES[name];
+  const path = env[spec.env] || join(REPO_ROOT, ".cache", "bin", spec.file);
+  try {
+    accessSync(path, constants.X_OK);
+  } catch (cause) {
+    throw new MissingBinaryError(
+      `${spec.file} not found at ${path}: run scripts/build.sh (or set ${spec.env})`,
+      { cause },
+    );
+  }
+  return path;
+}

@@ -1,0 +1,436 @@
+// Loading: YAML file < environment < programmatic overrides, validated as one
+// merged value so cross-field rules see what will actually run, while every
+// problem is reported against the source that supplied the offending value.
+
+import { readFileSync, statSync } from "node:fs";
+import { hostname as osHostname } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
+import type { z } from "zod";
+import { ConfigError } from "../errors.ts";
+import { ConfigSchema, type ConfigInput, type LOG_FORMATS, type LOG_LEVELS, type ParsedInput } from "./schema.ts";
+import { parseDuration, parseSize } from "./units.ts";
+
+export type LogFormat = (typeof LOG_FORMATS)[number];
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * The validated configuration. Keys mirror the YAML file; durations become
+ * `*_ms` numbers and sizes `*_bytes` numbers (null = unset, nats-server's own
+ * default); optional strings stay "" when unset; every path is absolute.
+ */
+export interface Config {
+  readonly hostname: string;
+  readonly state_dir: string;
+  readonly tailnet: {
+    readonly control_url: string;
+    readonly auth_key: string;
+    readonly auth_key_file: string;
+    readonly tags: readonly string[];
+    readonly cluster_tag: string;
+    readonly ephemeral: boolean;
+    readonly up_timeout_ms: number;
+  };
+  readonly nats: {
+    readonly server_name: string;
+    readonly cluster_name: string;
+    readonly client_port: number;
+    readonly cluster_port: number;
+    readonly monitor_port: number;
+    readonly loopback: {
+      readonly client_port: number;
+      readonly cluster_port: number;
+      readonly monitor_port: number;
+    };
+    readonly jetstream: {
+      readonly enabled: boolean;
+      readonly store_dir: string;
+      readonly sync_interval_ms: "always" | number;
+      readonly max_memory_bytes: number | null;
+      readonly max_file_bytes: number | null;
+    };
+    readonly include: string;
+    readonly lame_duck_duration_ms: number;
+    readonly lame_duck_grace_period_ms: number;
+    readonly max_payload_bytes: number | null;
+    readonly debug: boolean;
+    readonly trace: boolean;
+  };
+  readonly log: { readonly format: LogFormat; readonly level: LogLevel };
+  /** Where values came from, for the startup log line. */
+  readonly source: { readonly file?: string; readonly env: readonly string[] };
+}
+
+/** Environment overrides, in increasing precedence (a later variable for the same key wins). */
+export const ENV_VARS: Readonly<Record<string, readonly string[]>> = {
+  TS_AUTHKEY: ["tailnet", "auth_key"],
+  TS_CONTROL_URL: ["tailnet", "control_url"],
+  NATS_TSNET_CONTROL_URL: ["tailnet", "control_url"],
+  NATS_TSNET_HOSTNAME: ["hostname"],
+  NATS_TSNET_STATE_DIR: ["state_dir"],
+  NATS_TSNET_LOG_FORMAT: ["log", "format"],
+  NATS_TSNET_LOG_LEVEL: ["log", "level"],
+};
+
+export interface LoadOptions {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Highest precedence (CLI flags); undefined values are ignored. Relative paths resolve against the cwd. */
+  overrides?: ConfigInput;
+}
+
+type Path = readonly PropertyKey[];
+type Raw = Record<string, unknown>;
+interface Issue { path: Path; message: string; atKey?: boolean }
+
+interface Layer {
+  kind: "file" | "env" | "override";
+  data: Raw;
+  /** Relative paths supplied by this layer resolve against it. */
+  baseDir: string;
+  envVarFor?: Map<string, string>;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const cwd = process.cwd();
+  const file = opts.file === undefined ? undefined : resolve(opts.file);
+  const yaml = file === undefined ? undefined : readYaml(file);
+  const layers: Layer[] = [];
+  if (file && yaml) layers.push({ kind: "file", data: yaml.data, baseDir: dirname(file) });
+  layers.push(envLayer(opts.env ?? process.env, cwd));
+  layers.push({ kind: "override", data: pruneNullish(opts.overrides ?? {}) as Raw, baseDir: cwd });
+
+  const fail = (issues: Issue[]): never => {
+    throw toConfigError(issues, layers, file, yaml);
+  };
+  const parsed = ConfigSchema.safeParse(layers.reduce<Raw>((acc, l) => deepMerge(acc, l.data), {}), { error: friendlyMessage });
+  if (!parsed.success) fail(parsed.error.issues.flatMap(splitUnknownKeys));
+  const { config, issues } = finalize(parsed.data!, layers, file ? dirname(file) : cwd);
+  if (issues.length) fail(issues);
+  // Only variables that decided a value: not ones shadowed by another variable or an override.
+  const env = layers.find((l) => l.kind === "env")!;
+  const envApplied = Object.entries(ENV_VARS).filter(([name, path]) =>
+    env.envVarFor!.get(path.join(".")) === name && topLayer(layers, path) === env).map(([name]) => name);
+  return deepFreeze({ ...config, source: { ...(file && { file }), env: envApplied } });
+}
+
+/** Default hostname: the OS's short name, reduced to what a tailnet device name and server_name allow. */
+export function sanitizeHostname(raw: string): string {
+  const name = raw.split(".")[0]!.toLowerCase().replace(/[^a-z0-9-]+/g, "-").slice(0, 63).replace(/^-+|-+$/g, "");
+  return name || "nats-tsnet";
+}
+
+/** A copy that is safe to log. */
+export function redactConfig(config: Config): Config {
+  if (!config.tailnet.auth_key) return config;
+  return deepFreeze({ ...config, tailnet: { ...config.tailnet, auth_key: "<redacted>" } });
+}
+
+/** The auth key to log in with, read only when needed so a rotated key file is picked up on restart. */
+export function resolveAuthKey(config: Config): string | undefined {
+  const { auth_key, auth_key_file } = config.tailnet;
+  if (auth_key) return auth_key;
+  if (!auth_key_file) return undefined;
+  let key: string;
+  try {
+    key = readFileSync(auth_key_file, "utf8").trim();
+  } catch (err) {
+    throw new ConfigError("ERR_CONFIG_READ", `cannot read tailnet.auth_key_file ${auth_key_file}: ${(err as Error).message}`,
+      { file: auth_key_file }, { cause: err });
+  }
+  if (!key) throw new ConfigError("ERR_CONFIG_READ", `tailnet.auth_key_file ${auth_key_file} is empty`, { file: auth_key_file });
+  return key;
+}
+
+// ---- reading -------------------------------------------------------------------------------
+
+interface Yaml { doc: Document; lines: LineCounter; data: Raw }
+
+function readYaml(file: string): Yaml {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError("ERR_CONFIG_READ", `cannot read config file ${file}: ${(err as Error).message}`, { file }, { cause: err });
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  if (doc.errors.length) {
+    const where = doc.errors.map((e) => ({ ...lines.linePos(e.pos[0]), message: e.message.split("\n")[0] }));
+    throw new ConfigError("ERR_CONFIG_SYNTAX", where.map((w) => `${file}:${w.line}:${w.col}: ${w.message}`).join("\n"),
+      { file, line: where[0]!.line, column: where[0]!.col });
+  }
+  // An empty file, or a section whose every key is commented out, means "all defaults".
+  const data = pruneNullish(doc.toJS() ?? {});
+  return { doc, lines, data: data as Raw };
+}
+
+function envLayer(env: NodeJS.ProcessEnv, cwd: string): Layer {
+  const data: Raw = {};
+  const envVarFor = new Map<string, string>();
+  for (const [name, path] of Object.entries(ENV_VARS)) {
+    const value = env[name];
+    // An exported-but-empty variable is how shells say "unset".
+    if (value === undefined || value === "") continue;
+    setIn(data, path, value);
+    envVarFor.set(path.join("."), name);
+  }
+  return { kind: "env", data, baseDir: cwd, envVarFor };
+}
+
+// ---- turning the parsed input into a Config, with the rules zod cannot express alone ------
+
+function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { config: Omit<Config, "source">; issues: Issue[] } {
+  const issues: Issue[] = [];
+  const problem = (path: Path, message: string) => issues.push({ path, message });
+  const top = (path: Path) => topLayer(layers, path);
+  const abs = (path: Path, value: string) => (value ? resolve(top(path)?.baseDir ?? defaultBase, value) : "");
+  const ms = (path: Path, text: string, allowZero = false) => {
+    const v = parseDuration(text)!;
+    if (v === 0 && !allowZero) problem(path, "must be longer than 0");
+    return v;
+  };
+  const bytes = (value: string | number) => parseSize(value) ?? null;
+
+  const t = p.tailnet;
+  const n = p.nats;
+  const js = n.jetstream;
+  const hostname = p.hostname ?? sanitizeHostname(osHostname());
+  const state_dir = abs(["state_dir"], p.state_dir);
+
+  // The later source wins; both in one source is a mistake worth stopping for.
+  let { auth_key, auth_key_file } = t;
+  if (auth_key && auth_key_file) {
+    const [a, f] = [layers.indexOf(top(["tailnet", "auth_key"])!), layers.indexOf(top(["tailnet", "auth_key_file"])!)];
+    if (a === f) problem(["tailnet", "auth_key_file"], "set either auth_key or auth_key_file, not both");
+    else if (a > f) auth_key_file = "";
+    else auth_key = "";
+  }
+  distinctPorts(["nats"], { client_port: n.client_port, cluster_port: n.cluster_port, monitor_port: n.monitor_port }, problem);
+  distinctPorts(["nats", "loopback"], n.loopback, problem);
+
+  const lame_duck_duration_ms = ms(["nats", "lame_duck_duration"], n.lame_duck_duration);
+  if (lame_duck_duration_ms < 30_000) problem(["nats", "lame_duck_duration"], "must be at least 30s (nats-server's minimum)");
+  const lame_duck_grace_period_ms = ms(["nats", "lame_duck_grace_period"], n.lame_duck_grace_period, true);
+  if (lame_duck_grace_period_ms >= lame_duck_duration_ms) {
+    problem(["nats", "lame_duck_grace_period"], "must be shorter than nats.lame_duck_duration (nats-server refuses to start otherwise)");
+  }
+  const max_payload_bytes = bytes(n.max_payload);
+  if (max_payload_bytes !== null && max_payload_bytes > 2 ** 31 - 1) problem(["nats", "max_payload"], "must be below 2GB");
+
+  const include = abs(["nats", "include"], n.include);
+  if (include) {
+    // nats-server's include syntax has no escapes, so these cannot be written.
+    if (/["\r\n]/.test(include)) problem(["nats", "include"], "path must not contain double quotes or line breaks");
+    else if (!isFile(include)) problem(["nats", "include"], `no such file: ${include}`);
+  }
+
+  const config = {
+    hostname,
+    state_dir,
+    tailnet: {
+      control_url: t.control_url,
+      auth_key,
+      auth_key_file: abs(["tailnet", "auth_key_file"], auth_key_file),
+      tags: t.tags,
+      cluster_tag: t.cluster_tag,
+      ephemeral: t.ephemeral,
+      up_timeout_ms: ms(["tailnet", "up_timeout"], t.up_timeout),
+    },
+    nats: {
+      server_name: n.server_name || hostname,
+      cluster_name: n.cluster_name || t.cluster_tag.slice("tag:".length),
+      client_port: n.client_port,
+      cluster_port: n.cluster_port,
+      monitor_port: n.monitor_port,
+      loopback: n.loopback,
+      jetstream: {
+        enabled: js.enabled,
+        // nats-server adds its own "jetstream" level below this directory.
+        store_dir: abs(["nats", "jetstream", "store_dir"], js.store_dir) || join(state_dir, "jetstream"),
+        sync_interval_ms: js.sync_interval === "always" ? "always" as const : ms(["nats", "jetstream", "sync_interval"], js.sync_interval),
+        max_memory_bytes: bytes(js.max_memory),
+        max_file_bytes: bytes(js.max_file),
+      },
+      include,
+      lame_duck_duration_ms,
+      lame_duck_grace_period_ms,
+      max_payload_bytes,
+      debug: n.debug,
+      trace: n.trace,
+    },
+    log: p.log,
+  };
+  return { config, issues };
+}
+
+function distinctPorts(at: Path, ports: Record<string, number>, problem: (path: Path, message: string) => void): void {
+  const seen = new Map<number, string>();
+  for (const [key, port] of Object.entries(ports)) {
+    if (port === 0) continue;
+    const other = seen.get(port);
+    if (other) problem([...at, key], `port ${port} is already used by ${[...at, other].join(".")}`);
+    else seen.set(port, key);
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+// ---- reporting -----------------------------------------------------------------------------
+
+function friendlyMessage(iss: { code?: string; expected?: string; values?: unknown[]; input?: unknown }): string | undefined {
+  if (iss.code === "invalid_type") {
+    const expected = { object: "a mapping", array: "a list", number: "a number", int: "an integer" }[iss.expected ?? ""]
+      ?? `a ${iss.expected}`;
+    return `expected ${expected}, got ${kindOf(iss.input)}`;
+  }
+  if (iss.code === "invalid_value") return `must be one of ${iss.values!.map((v) => JSON.stringify(v)).join(", ")}`;
+  return undefined;
+}
+
+function kindOf(v: unknown): string {
+  if (v === null || v === undefined) return "nothing";
+  if (Array.isArray(v)) return "a list";
+  return typeof v === "object" ? "a mapping" : `a ${typeof v}`;
+}
+
+function splitUnknownKeys(iss: z.core.$ZodIssue): Issue[] {
+  if (iss.code !== "unrecognized_keys") return [{ path: iss.path, message: iss.message }];
+  return iss.keys.map((key) => {
+    const near = closest(key, knownKeys(iss.path));
+    return { path: [...iss.path, key], message: `unknown key${near ? ` (did you mean ${JSON.stringify(near)}?)` : ""}`, atKey: true };
+  });
+}
+
+function knownKeys(path: Path): string[] {
+  let schema: unknown = ConfigSchema;
+  for (const seg of path) schema = unwrap(schema).shape?.[seg as string];
+  return Object.keys(unwrap(schema).shape ?? {});
+}
+
+function unwrap(schema: unknown): { shape?: Record<string, unknown> } {
+  let s = schema as { shape?: Record<string, unknown>; _zod?: { def: { innerType?: unknown } } } | undefined;
+  while (s?._zod?.def.innerType) s = s._zod.def.innerType as typeof s;
+  return s ?? {};
+}
+
+function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c);
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+function toConfigError(issues: Issue[], layers: Layer[], file: string | undefined, yaml: Yaml | undefined): ConfigError {
+  const order = { file: 0, env: 1, override: 2 };
+  const reports = issues.map((iss) => {
+    const dotted = iss.path.reduce<string>((s, seg) => (typeof seg === "number" ? `${s}[${seg}]` : s ? `${s}.${String(seg)}` : String(seg)), "");
+    const layer = topLayer(layers, iss.path);
+    const kind = layer?.kind ?? "file";
+    if (kind === "env") {
+      const name = layer!.envVarFor!.get(iss.path.join("."))!;
+      return { kind, line: 0, col: 0, text: `${name} (${dotted}): ${iss.message}` };
+    }
+    if (kind === "override") return { kind, line: 0, col: 0, text: `override ${dotted}: ${iss.message}` };
+    if (!file || !yaml) return { kind, line: 0, col: 0, text: `${dotted || "config"}: ${iss.message}` };
+    const { line, col } = locate(yaml, iss.path, iss.atKey);
+    return { kind, line, col, text: `${file}:${line}:${col}: ${dotted || "(document)"}: ${iss.message}` };
+  }).sort((a, b) => order[a.kind] - order[b.kind] || a.line - b.line || a.col - b.col);
+  const first = reports[0]!;
+  return new ConfigError(
+    first.kind === "env" ? "ERR_CONFIG_ENV" : "ERR_CONFIG_INVALID",
+    reports.map((r) => r.text).join("\n"),
+    first.kind === "file" && file ? { file, line: first.line, column: first.col } : {},
+  );
+}
+
+/**
+ * Position of the value at `path`, or of its key when asked (unknown keys) or
+ * when the value has no position; a path that runs out (a missing key)
+ * points at the deepest key that exists.
+ */
+function locate({ doc, lines }: Yaml, path: Path, atKey = false): { line: number; col: number } {
+  let node: unknown = doc.contents;
+  let key: Node | undefined;
+  for (const seg of path) {
+    if (isAlias(node)) node = node.resolve(doc);
+    let next: unknown;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
+      if (pair) [key, next] = [pair.key as Node, pair.value];
+    } else if (isSeq(node) && typeof seg === "number") {
+      next = node.items[seg];
+    }
+    if (next === undefined) {
+      node = undefined;
+      break;
+    }
+    node = next;
+  }
+  const hasRange = (n: unknown): n is Node => !!n && !!(n as Node).range && !(isScalar(n) && n.value === null);
+  const target = !atKey && hasRange(node) ? node : key ?? (hasRange(doc.contents) ? doc.contents : undefined);
+  return target?.range ? lines.linePos(target.range[0]) : { line: 1, col: 1 };
+}
+
+// ---- small object helpers ------------------------------------------------------------------
+
+function topLayer(layers: Layer[], path: Path): Layer | undefined {
+  return layers.findLast((l) => hasIn(l.data, path));
+}
+
+function hasIn(data: unknown, path: Path): boolean {
+  let v = data;
+  for (const seg of path) {
+    if (v === null || typeof v !== "object" || !(seg in v)) return false;
+    v = (v as Record<PropertyKey, unknown>)[seg];
+  }
+  return true;
+}
+
+function setIn(data: Raw, path: readonly string[], value: unknown): void {
+  let o = data;
+  for (const seg of path.slice(0, -1)) o = (o[seg] ??= {}) as Raw;
+  o[path.at(-1)!] = value;
+}
+
+const isPlainObject = (v: unknown): v is Raw => v !== null && typeof v === "object" && !Array.isArray(v);
+
+function deepMerge(a: Raw, b: Raw): Raw {
+  const out: Raw = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k], v) : v;
+  return out;
+}
+
+function pruneNullish(v: unknown): unknown {
+  if (!isPlainObject(v)) return v;
+  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null && x !== undefined).map(([k, x]) => [k, pruneNullish(x)]));
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === "object" && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}

@@ -1,0 +1,16 @@
+// Public surface of the configuration module; import from here, not from the files behind it.
+
+export {
+  loadConfig,
+  redactConfig,
+  resolveAuthKey,
+  sanitizeHostname,
+  ENV_VARS,
+  type Config,
+  type LoadOptions,
+  type LogFormat,
+  type LogLevel,
+} from "./load.ts";
+export { renderNatsServerConfig, natsServerConfPath, LOOPBACK, type RenderExtra } from "./render.ts";
+export { configJsonSchema, type ConfigInput } from "./schema.ts";
+export { formatDuration, parseDuration, parseSize } from "./units.ts";

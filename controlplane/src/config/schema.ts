@@ -1,0 +1,115 @@
+// The config file's shape, as written by people. It stays transform-free so
+// that the same schema yields docs/config.schema.json for editors; turning
+// durations and sizes into numbers happens in load.ts.
+
+import { z } from "zod";
+import { DURATION_PATTERN, SIZE_PATTERN } from "./units.ts";
+
+export const HOSTNAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+export const TAG_PATTERN = "^tag:[a-zA-Z][a-zA-Z0-9-]*$";
+export const LOG_FORMATS = ["text", "json"] as const;
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
+
+const DURATION_HINT = 'a duration like "500ms", "10s", "2m", "1h30m"';
+// Zod reports a union's own message only when no branch comes close, so each
+// branch of a union carries the same message.
+const SIZE_ERROR = { error: 'must be a size like "512MB", "1.5GB" (binary units) or a byte count' };
+const URL_ERROR = { error: 'must be an http:// or https:// URL, or "" for Tailscale\'s own control plane' };
+const SYNC_ERROR = { error: `must be "always" or ${DURATION_HINT}` };
+
+const hostname = z.string().regex(new RegExp(HOSTNAME_PATTERN), {
+  error: "must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+});
+const duration = (fallback: string, description: string) =>
+  z.string({ error: `must be ${DURATION_HINT}` })
+    .regex(new RegExp(DURATION_PATTERN), { error: `must be ${DURATION_HINT}` })
+    .default(fallback)
+    .meta({ description });
+const size = (description: string) =>
+  z.union([z.int(SIZE_ERROR).min(0, SIZE_ERROR), z.string().regex(new RegExp(SIZE_PATTERN), SIZE_ERROR)], SIZE_ERROR)
+    .default("")
+    .meta({ description });
+const port = (fallback: number, description: string, min = 1) =>
+  z.int({ error: `must be an integer port number ${min}..65535` })
+    .min(min, { error: `must be ${min}..65535` })
+    .max(65535, { error: `must be ${min}..65535` })
+    .default(fallback)
+    .meta({ description });
+// nats-server refuses names with spaces; other whitespace is no better.
+const natsName = (description: string) =>
+  z.string().regex(/^\S*$/, { error: "must not contain whitespace" }).default("").meta({ description });
+const path = (description: string) => z.string().default("").meta({ description });
+const tag = z.string().regex(new RegExp(TAG_PATTERN), {
+  error: 'must look like "tag:name" (a letter, then letters, digits or "-")',
+});
+
+export const TailnetSchema = z.strictObject({
+  control_url: z.union([z.literal(""), z.url({ protocol: /^https?$/, ...URL_ERROR })], URL_ERROR).default("")
+    .meta({ description: "Coordination server URL (e.g. headscale). Empty: Tailscale's own." }),
+  auth_key: z.string().default("")
+    .meta({ description: "Auth key for first login. Prefer TS_AUTHKEY or auth_key_file over putting it in a file." }),
+  auth_key_file: path("File holding the auth key (relative to the config file's directory)."),
+  tags: z.array(tag).default([])
+    .meta({ description: "Tags the node requests at login, beyond those its auth key applies. Empty with a tagged key (recommended); list the cluster tag when the key is a user's." }),
+  cluster_tag: tag.default("tag:nats-js")
+    .meta({ description: "Peers carrying this tag are cluster members; the node refuses to start without it." }),
+  ephemeral: z.boolean().default(false)
+    .meta({ description: "Register as an ephemeral node (removed from the tailnet soon after going offline)." }),
+  up_timeout: duration("60s", "How long to wait for the node to reach Running on the tailnet."),
+});
+
+export const LoopbackSchema = z.strictObject({
+  client_port: port(14222, "nats-server client listener on 127.0.0.1 (the bridge forwards tailnet clients here)."),
+  cluster_port: port(16222, "nats-server route listener on 127.0.0.1. Keep identical on every node."),
+  monitor_port: port(18222, "nats-server monitoring listener on 127.0.0.1 (health checks)."),
+}).meta({ description: "nats-server's own listeners; always bound to 127.0.0.1 by design." });
+
+export const JetStreamSchema = z.strictObject({
+  enabled: z.boolean().default(true).meta({ description: "Off: plain core NATS, no streams." }),
+  store_dir: path("JetStream storage directory. Empty: <state_dir>/jetstream."),
+  sync_interval: z.union([z.literal("always", SYNC_ERROR), z.string().regex(new RegExp(DURATION_PATTERN), SYNC_ERROR)],
+    SYNC_ERROR).default("always")
+    .meta({ description: '"always" fsyncs every write (durable across correlated crashes); a duration trades that for speed.' }),
+  max_memory: size("Memory storage limit. Empty: nats-server's own default."),
+  max_file: size("File storage limit. Empty: nats-server's own default."),
+});
+
+export const NatsSchema = z.strictObject({
+  server_name: natsName("NATS server_name (unique, stable: it identifies the JetStream peer). Empty: hostname."),
+  cluster_name: natsName("NATS cluster name. Empty: cluster_tag without the \"tag:\" prefix."),
+  client_port: port(4222, "Tailnet-facing client port."),
+  cluster_port: port(6222, "Tailnet-facing cluster (route) port."),
+  monitor_port: port(8222, "Tailnet-facing monitoring port; 0 keeps monitoring off the tailnet.", 0),
+  loopback: LoopbackSchema.prefault({}),
+  jetstream: JetStreamSchema.prefault({}),
+  include: path("nats-server config fragment included last (relative to the config file's directory)."),
+  lame_duck_duration: duration("30s", "How long lame-duck mode spreads client disconnects on shutdown; at least 30s."),
+  lame_duck_grace_period: duration("2s", "Wait before lame-duck mode starts closing clients; must be below lame_duck_duration."),
+  max_payload: size("Largest message payload. Empty: nats-server's default (1MB)."),
+  debug: z.boolean().default(false).meta({ description: "nats-server debug logging." }),
+  trace: z.boolean().default(false).meta({ description: "nats-server protocol tracing; very verbose." }),
+});
+
+export const LogSchema = z.strictObject({
+  format: z.enum(LOG_FORMATS).default("text").meta({ description: "text for people, json for log collectors." }),
+  level: z.enum(LOG_LEVELS).default("info"),
+});
+
+export const ConfigSchema = z.strictObject({
+  hostname: hostname.optional()
+    .meta({ description: "Tailnet device name and default NATS server_name. Default: the OS hostname, sanitized." }),
+  state_dir: z.string().min(1, { error: "must not be empty" }).default("./nats-tsnet-state")
+    .meta({ description: "Holds tailscale/ (node identity), jetstream/ and the rendered nats-server.conf." }),
+  tailnet: TailnetSchema.prefault({}),
+  nats: NatsSchema.prefault({}),
+  log: LogSchema.prefault({}),
+}).meta({ title: "nats-tsnet configuration" });
+
+/** What a config file (or `overrides`) may contain: everything optional. */
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type ParsedInput = z.output<typeof ConfigSchema>;
+
+/** JSON Schema of the config file, for editors (yaml-language-server) and docs. */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(ConfigSchema, { io: "input", target: "draft-2020-12" });
+}

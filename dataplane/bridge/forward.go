@@ -1,0 +1,150 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+)
+
+// Admit decides whether an inbound tailnet connection may pass. It returns a
+// reason when it refuses, so that the refusal can be logged with who asked.
+type Admit func(ctx context.Context, remote netip.AddrPort) (ok bool, who string, reason string)
+
+// Pump copies bytes both ways and half-closes each side when the other is
+// done, so that protocols that shut down their write side (PROXY, HTTP/1.0
+// clients, `nc -N`) see EOF rather than a reset.
+func Pump(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		_, _ = io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		} else {
+			_ = dst.Close()
+		}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+	_ = a.Close()
+	_ = b.Close()
+}
+
+// Forwarder accepts on one listener and relays each connection to a dialer.
+type Forwarder struct {
+	Name     string
+	Listener net.Listener
+	// Dial opens the upstream leg for one accepted connection.
+	Dial func(ctx context.Context, c net.Conn) (net.Conn, error)
+	// Admit, when set, is asked before anything is dialed.
+	Admit Admit
+	// ProxyHeader, when set, writes a PROXY v2 header carrying the
+	// caller's tailnet address on the upstream leg before any payload.
+	ProxyHeader bool
+	Log         *slog.Logger
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	done  chan struct{}
+}
+
+func (f *Forwarder) Addr() string { return f.Listener.Addr().String() }
+
+// Serve runs until the listener is closed.
+func (f *Forwarder) Serve() {
+	f.conns = map[net.Conn]struct{}{}
+	f.done = make(chan struct{})
+	defer close(f.done)
+	for {
+		c, err := f.Listener.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				f.Log.Warn("accept failed", "listener", f.Name, "err", err)
+			}
+			return
+		}
+		go f.handle(c)
+	}
+}
+
+func (f *Forwarder) track(c net.Conn, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on {
+		f.conns[c] = struct{}{}
+	} else {
+		delete(f.conns, c)
+	}
+}
+
+func (f *Forwarder) handle(c net.Conn) {
+	f.track(c, true)
+	defer f.track(c, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	if f.Admit != nil {
+		ok, who, reason := f.Admit(ctx, remote)
+		if !ok {
+			f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "who", who, "reason", reason)
+			_ = c.Close()
+			return
+		}
+	}
+	up, err := f.Dial(ctx, c)
+	if err != nil {
+		f.Log.Warn("upstream dial failed", "listener", f.Name, "from", remote.String(), "err", err)
+		_ = c.Close()
+		return
+	}
+	if f.ProxyHeader {
+		h := proxyproto.HeaderProxyFromAddrs(2, c.RemoteAddr(), c.LocalAddr())
+		if _, err := h.WriteTo(up); err != nil {
+			f.Log.Warn("PROXY header write failed", "listener", f.Name, "err", err)
+			_ = c.Close()
+			_ = up.Close()
+			return
+		}
+	}
+	Pump(c, up)
+}
+
+// Close stops accepting and cuts every open connection: a removed listener
+// must not leave old sessions running on a policy that no longer holds.
+func (f *Forwarder) Close() {
+	_ = f.Listener.Close()
+	f.mu.Lock()
+	for c := range f.conns {
+		_ = c.Close()
+	}
+	f.mu.Unlock()
+}
+
+// DialFirst tries each target in order and returns the first connection
+// that opens. Peers have an IPv4 and an IPv6 tailnet address; one of them
+// may be unreachable on a given path, so we never rely on the first alone.
+func DialFirst(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), targets []string) (net.Conn, error) {
+	var errs []error
+	for _, t := range targets {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := dial(dctx, "tcp", t)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no targets")
+	}
+	return nil, errors.Join(errs...)
+}

@@ -1,0 +1,476 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"tailscale.com/client/local"
+	"tailscale.com/ipn"
+	"tailscale.com/ipn/ipnstate"
+	"tailscale.com/tsnet"
+)
+
+// Options say how to join the tailnet. The control plane owns the values.
+type Options struct {
+	Hostname   string
+	Dir        string
+	AuthKey    string
+	ControlURL string
+	Tags       []string
+	Ephemeral  bool
+	UpTimeout  time.Duration
+	// Port is the WireGuard UDP port; 0 picks one.
+	Port    uint16
+	Verbose bool
+}
+
+// Node is one tsnet device plus the listeners and forwarders the control
+// plane asked for.
+type Node struct {
+	Srv *tsnet.Server
+	LC  *local.Client
+	Log *slog.Logger
+
+	diag *ring
+
+	mu   sync.Mutex
+	fwds map[string]*Forwarder
+}
+
+// Device is the control plane's view of a tailnet device.
+type Device struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"` // first label of the MagicDNS name
+	DNSName string   `json:"dnsName"`
+	Host    string   `json:"hostName"`
+	IPs     []string `json:"ips"`
+	Tags    []string `json:"tags"`
+	User    string   `json:"user,omitempty"` // login, for devices owned by a user
+	Online  bool     `json:"online"`
+	OS      string   `json:"os,omitempty"`
+}
+
+// Status is what `status` answers and what `peers` events carry.
+type Status struct {
+	BackendState string   `json:"backendState"`
+	Self         Device   `json:"self"`
+	Peers        []Device `json:"peers"`
+	MagicDNS     string   `json:"magicDNSSuffix,omitempty"`
+}
+
+// Up joins the tailnet and waits for Running. On failure it returns a
+// CodedError whose message explains what went wrong in words a user can
+// act on, distilled from tsnet's own log lines, because tsnet itself only
+// ever says "context deadline exceeded".
+func Up(ctx context.Context, o Options, log *slog.Logger) (*Node, error) {
+	diag := newRing(200)
+	srv := &tsnet.Server{
+		Hostname:      o.Hostname,
+		Dir:           o.Dir,
+		AuthKey:       o.AuthKey,
+		ControlURL:    o.ControlURL,
+		AdvertiseTags: o.Tags,
+		Ephemeral:     o.Ephemeral,
+		Port:          o.Port,
+		Logf: func(format string, a ...any) {
+			line := fmt.Sprintf(format, a...)
+			diag.add(line)
+			if o.Verbose {
+				log.Debug(line, "component", "tsnet")
+			}
+		},
+		UserLogf: func(format string, a ...any) {
+			line := fmt.Sprintf(format, a...)
+			diag.add(line)
+			log.Info(line, "component", "tsnet")
+		},
+	}
+	n := &Node{Srv: srv, Log: log, diag: diag, fwds: map[string]*Forwarder{}}
+	lc, err := srv.LocalClient()
+	if err != nil {
+		return nil, coded("ERR_TAILNET_START", "starting tsnet: %w", err)
+	}
+	n.LC = lc
+
+	upCtx, cancel := context.WithTimeout(ctx, o.UpTimeout)
+	defer cancel()
+	// Watch for states tsnet.Up ignores: NeedsLogin with an auth URL means
+	// the key was refused and we would otherwise wait for a human forever.
+	fail := make(chan error, 1)
+	go n.watchUp(upCtx, fail)
+	done := make(chan error, 1)
+	go func() { _, err := srv.Up(upCtx); done <- err }()
+	select {
+	case err = <-done:
+	case err = <-fail:
+	}
+	if err != nil {
+		_ = srv.Close()
+		return nil, n.explainUpFailure(o, err)
+	}
+	n.sweep()
+	go func() {
+		// tsnet re-creates the peerAPI listener when its addresses change,
+		// which can happen at any time; a cheap periodic sweep catches it.
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for range t.C {
+			n.sweep()
+		}
+	}()
+	return n, nil
+}
+
+func (n *Node) sweep() {
+	for _, a := range ShutStrayListeners() {
+		n.Log.Info("stopped a kernel listener tsnet opened on a real interface", "addr", a)
+	}
+}
+
+func (n *Node) watchUp(ctx context.Context, fail chan<- error) {
+	w, err := n.LC.WatchIPNBus(ctx, ipn.NotifyInitialState)
+	if err != nil {
+		return
+	}
+	defer w.Close()
+	for {
+		nt, err := w.Next()
+		if err != nil {
+			return
+		}
+		if nt.BrowseToURL != nil && *nt.BrowseToURL != "" {
+			fail <- coded("ERR_TAILNET_AUTH", "control server wants interactive login (%s): the auth key was refused or is missing", *nt.BrowseToURL)
+			return
+		}
+		if nt.State != nil && *nt.State == ipn.Running {
+			return
+		}
+	}
+}
+
+func (n *Node) explainUpFailure(o Options, err error) error {
+	if _, ok := err.(*CodedError); ok {
+		return err
+	}
+	lines := n.diag.snapshot()
+	find := func(needles ...string) string {
+		for i := len(lines) - 1; i >= 0; i-- {
+			l := strings.ToLower(lines[i])
+			for _, nd := range needles {
+				if strings.Contains(l, nd) {
+					return strings.TrimSpace(lines[i])
+				}
+			}
+		}
+		return ""
+	}
+	control := o.ControlURL
+	if control == "" {
+		control = "the Tailscale control plane"
+	}
+	if l := find("invalid key", "authkey", "auth key", "not valid", "expired", "unauthorized", "401", "403"); l != "" {
+		return coded("ERR_TAILNET_AUTH", "the control server %s refused the auth key: %s", control, l)
+	}
+	if l := find("connection refused", "no route to host", "network is unreachable", "i/o timeout", "no such host", "dial tcp", "fetch control key"); l != "" {
+		return coded("ERR_TAILNET_CONTROL_UNREACHABLE", "cannot reach the control server %s within %s: %s", control, o.UpTimeout, l)
+	}
+	if strings.Contains(err.Error(), "deadline") {
+		return coded("ERR_TAILNET_UP_TIMEOUT", "not connected to the tailnet within %s (control server %s); last log line: %q", o.UpTimeout, control, lastOr(lines))
+	}
+	return coded("ERR_TAILNET_START", "joining the tailnet failed: %v", err)
+}
+
+func lastOr(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// Status maps ipnstate.Status into the control plane's Device shape.
+func (n *Node) Status(ctx context.Context) (*Status, error) {
+	st, err := n.LC.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &Status{BackendState: st.BackendState, MagicDNS: st.MagicDNSSuffix, Peers: []Device{}}
+	if st.Self != nil {
+		out.Self = device(st, st.Self)
+	}
+	for _, p := range st.Peer {
+		out.Peers = append(out.Peers, device(st, p))
+	}
+	slices.SortFunc(out.Peers, func(a, b Device) int { return strings.Compare(a.DNSName, b.DNSName) })
+	return out, nil
+}
+
+func device(st *ipnstate.Status, p *ipnstate.PeerStatus) Device {
+	d := Device{
+		ID:      string(p.ID),
+		DNSName: strings.TrimSuffix(p.DNSName, "."),
+		Host:    p.HostName,
+		Online:  p.Online,
+		OS:      p.OS,
+		IPs:     []string{},
+		Tags:    []string{},
+	}
+	d.Name, _, _ = strings.Cut(d.DNSName, ".")
+	if d.Name == "" {
+		d.Name = p.HostName
+	}
+	for _, ip := range p.TailscaleIPs {
+		d.IPs = append(d.IPs, ip.String())
+	}
+	if p.Tags != nil {
+		d.Tags = p.Tags.AsSlice()
+	}
+	if len(d.Tags) == 0 {
+		if u, ok := st.User[p.UserID]; ok {
+			d.User = u.LoginName
+		}
+	}
+	return d
+}
+
+// WhoIsResult is the identity behind a tailnet address.
+type WhoIsResult struct {
+	Device Device          `json:"device"`
+	User   string          `json:"user,omitempty"`
+	Caps   json.RawMessage `json:"caps,omitempty"`
+}
+
+func (n *Node) WhoIs(ctx context.Context, addr string) (*WhoIsResult, error) {
+	who, err := n.LC.WhoIs(ctx, addr)
+	if err != nil {
+		return nil, coded("ERR_WHOIS", "whois %s: %w", addr, err)
+	}
+	r := &WhoIsResult{}
+	if who.Node != nil {
+		nd := who.Node
+		r.Device = Device{
+			ID:      string(nd.StableID),
+			DNSName: strings.TrimSuffix(nd.Name, "."),
+			Host:    nd.Hostinfo.Hostname(),
+			Tags:    append([]string{}, nd.Tags...),
+			IPs:     []string{},
+		}
+		r.Device.Name, _, _ = strings.Cut(r.Device.DNSName, ".")
+		for _, a := range nd.Addresses {
+			r.Device.IPs = append(r.Device.IPs, a.Addr().String())
+		}
+		if nd.Online != nil {
+			r.Device.Online = *nd.Online
+		}
+	}
+	if who.UserProfile != nil && len(r.Device.Tags) == 0 {
+		r.User = who.UserProfile.LoginName
+		r.Device.User = r.User
+	}
+	if len(who.CapMap) > 0 {
+		b, _ := json.Marshal(who.CapMap)
+		r.Caps = b
+	}
+	return r, nil
+}
+
+// AdmitTags admits callers whose device carries at least one of tags.
+func (n *Node) AdmitTags(tags []string) Admit {
+	return func(ctx context.Context, remote netip.AddrPort) (bool, string, string) {
+		who, err := n.LC.WhoIs(ctx, remote.String())
+		if err != nil || who.Node == nil {
+			return false, "unknown", "caller not found on the tailnet"
+		}
+		name := strings.TrimSuffix(who.Node.Name, ".")
+		if len(who.Node.Tags) == 0 && who.UserProfile != nil {
+			name += " (" + who.UserProfile.LoginName + ")"
+		}
+		for _, t := range who.Node.Tags {
+			if slices.Contains(tags, t) {
+				return true, name, ""
+			}
+		}
+		return false, name, fmt.Sprintf("caller carries none of the tags %v (has %v)", tags, who.Node.Tags)
+	}
+}
+
+// ListenArgs opens a tailnet listener that forwards to a local target.
+type ListenArgs struct {
+	Name          string   `json:"name"`
+	Port          int      `json:"port"`
+	Target        string   `json:"target"`
+	ProxyProtocol bool     `json:"proxyProtocol"`
+	AllowTags     []string `json:"allowTags,omitempty"`
+}
+
+func (n *Node) Listen(a ListenArgs) (any, error) {
+	if a.Name == "" || a.Port <= 0 || a.Port > 65535 || a.Target == "" {
+		return nil, coded("ERR_BAD_ARGS", "listen needs name, port 1-65535 and target")
+	}
+	if err := mustLoopback(a.Target); err != nil {
+		return nil, err
+	}
+	ln, err := n.Srv.Listen("tcp", fmt.Sprintf(":%d", a.Port))
+	if err != nil {
+		return nil, coded("ERR_LISTEN", "tailnet listen :%d: %w", a.Port, err)
+	}
+	f := &Forwarder{
+		Name:        a.Name,
+		Listener:    ln,
+		ProxyHeader: a.ProxyProtocol,
+		Log:         n.Log,
+		Dial: func(ctx context.Context, _ net.Conn) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", a.Target)
+		},
+	}
+	if len(a.AllowTags) > 0 {
+		f.Admit = n.AdmitTags(a.AllowTags)
+	}
+	if err := n.add(f); err != nil {
+		return nil, err
+	}
+	return map[string]any{"name": a.Name, "port": a.Port}, nil
+}
+
+// ForwardArgs opens a loopback listener whose connections are dialed out
+// over the tailnet to the first reachable target.
+type ForwardArgs struct {
+	Name    string   `json:"name"`
+	Listen  string   `json:"listen"`
+	Targets []string `json:"targets"`
+}
+
+func (n *Node) Forward(a ForwardArgs) (any, error) {
+	if a.Name == "" || len(a.Targets) == 0 {
+		return nil, coded("ERR_BAD_ARGS", "forward needs name and targets")
+	}
+	if a.Listen == "" {
+		a.Listen = "127.0.0.1:0"
+	}
+	if err := mustLoopback(a.Listen); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", a.Listen)
+	if err != nil {
+		return nil, coded("ERR_LISTEN", "loopback listen %s: %w", a.Listen, err)
+	}
+	targets := slices.Clone(a.Targets)
+	f := &Forwarder{
+		Name:     a.Name,
+		Listener: ln,
+		Log:      n.Log,
+		Dial: func(ctx context.Context, _ net.Conn) (net.Conn, error) {
+			return DialFirst(ctx, n.Srv.Dial, targets)
+		},
+	}
+	if err := n.add(f); err != nil {
+		return nil, err
+	}
+	return map[string]any{"name": a.Name, "addr": f.Addr()}, nil
+}
+
+func (n *Node) add(f *Forwarder) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, dup := n.fwds[f.Name]; dup {
+		_ = f.Listener.Close()
+		return coded("ERR_EXISTS", "a listener named %q exists", f.Name)
+	}
+	n.fwds[f.Name] = f
+	go f.Serve()
+	return nil
+}
+
+// Close removes a listener or forwarder by name.
+func (n *Node) CloseListener(name string) error {
+	n.mu.Lock()
+	f, ok := n.fwds[name]
+	delete(n.fwds, name)
+	n.mu.Unlock()
+	if !ok {
+		return coded("ERR_NOT_FOUND", "no listener named %q", name)
+	}
+	f.Close()
+	return nil
+}
+
+// mustLoopback keeps the bridge from ever being told to open or reach a
+// real interface: the product's promise is that only the tailnet is a face.
+func mustLoopback(hostport string) error {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return coded("ERR_BAD_ARGS", "bad address %q: %w", hostport, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return coded("ERR_NOT_LOOPBACK", "address %q is not on loopback", hostport)
+	}
+	return nil
+}
+
+// WatchPeers emits the status whenever the netmap changes. Up to tailscale
+// 1.98 every change arrives as a full NetMap; we re-read Status rather
+// than interpret the delta so that the code survives the move to deltas.
+func (n *Node) WatchPeers(ctx context.Context, emit func(*Status)) {
+	var last []byte
+	for ctx.Err() == nil {
+		w, err := n.LC.WatchIPNBus(ctx, ipn.NotifyInitialNetMap|ipn.NotifyNoPrivateKeys)
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		for {
+			nt, err := w.Next()
+			if err != nil {
+				break
+			}
+			if nt.NetMap == nil && nt.State == nil {
+				continue
+			}
+			n.sweep()
+			st, err := n.Status(ctx)
+			if err != nil {
+				continue
+			}
+			b, _ := json.Marshal(st)
+			if string(b) == string(last) {
+				continue
+			}
+			last = b
+			emit(st)
+		}
+		w.Close()
+	}
+}
+
+// ring keeps the last tsnet log lines for diagnosing a failed join.
+type ring struct {
+	mu    sync.Mutex
+	lines []string
+	max   int
+}
+
+func newRing(max int) *ring { return &ring{max: max} }
+
+func (r *ring) add(l string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, l)
+	if len(r.lines) > r.max {
+		r.lines = r.lines[len(r.lines)-r.max:]
+	}
+}
+
+func (r *ring) snapshot() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.lines)
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the Go executables into .cache/bin, each under a name that carries a
+# hash of everything that goes into it (pins, sources, Go version), so a
+# second run with nothing changed builds nothing, and a changed pin or source
+# can never be served a stale binary. Nothing here depends on the cache
+# existing: a fresh clone builds everything.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/.cache/bin"
+mkdir -p "$bin"
+export GOFLAGS=-mod=readonly
+gover=$(go env GOVERSION)
+
+hash_of() { # files... -> short hash of their contents plus the Go version
+  { echo "$gover"; cat "$@"; } | sha256sum | cut -c1-16
+}
+
+# build NAME DIR PKG HASH: builds PKG in module DIR to .cache/bin/NAME-HASH
+# and points .cache/bin/NAME at it.
+build() {
+  local name=$1 dir=$2 pkg=$3 h=$4 out="$bin/$1-$4"
+  if [ -x "$out" ]; then
+    echo "build: $name up to date ($h)"
+  else
+    local t0=$SECONDS
+    echo "build: $name ($h) ..."
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$out.tmp" "$pkg")
+    mv "$out.tmp" "$out"
+    echo "build: $name done in $((SECONDS - t0))s"
+    # Keep only the newest build of each name.
+    find "$bin" -maxdepth 1 -name "$name-*" ! -name "$name-$h" -delete
+  fi
+  ln -sfn "$name-$h" "$bin/$name"
+}
+
+dp="$root/dataplane"
+build nats-tsnet-bridge "$dp" ./cmd/nats-tsnet-bridge \
+  "$(hash_of "$dp/go.mod" "$dp/go.sum" $(find "$dp" -name '*.go' | sort))"
+for tool in nats-server headscale; do
+  d="$root/upstream/$tool"
+  pkg=$(awk '/^tool /{print $2}' "$d/go.mod")
+  build "$tool" "$d" "$pkg" "$(hash_of "$d/go.mod" "$d/go.sum")"
+done
