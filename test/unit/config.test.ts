@@ -76,6 +76,7 @@ describe("loadConfig defaults", () => {
         lame_duck_duration_ms: 30_000,
         lame_duck_grace_period_ms: 2_000,
         max_payload_bytes: null,
+        standalone: false,
         debug: false,
         trace: false,
       },

@@ -67,7 +67,9 @@ describe("renderNatsServerConfig", () => {
       '  name: "nats-js"',
       '  listen: "127.0.0.1:16222"',
       "  no_advertise: true",
-      "  routes: []",
+      "  routes: [",
+      '    "nats://127.0.0.1:16222"',
+      "  ]",
       "}",
       "",
     ].join("\n"));
@@ -201,3 +203,17 @@ function findNatsServer(): string | undefined {
     return undefined; // not built: scripts/build.sh makes it
   }
 }
+
+describe("standalone", () => {
+  test("a standalone node has no cluster block; a clustered one always has a route", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nt-render-"));
+    const file = join(dir, "c.yaml");
+    writeFileSync(file, "hostname: solo\nnats:\n  standalone: true\n");
+    const solo = renderNatsServerConfig(loadConfig({ file, env: {} }));
+    assert.doesNotMatch(solo, /cluster \{/);
+    assert.doesNotMatch(solo, /routes/);
+    writeFileSync(file, "hostname: member\n");
+    const member = renderNatsServerConfig(loadConfig({ file, env: {} }));
+    assert.match(member, /cluster \{[^}]*routes: \[\n {4}"nats:\/\/127\.0\.0\.1:16222"\n {2}\]/);
+  });
+});

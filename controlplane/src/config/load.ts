@@ -53,6 +53,7 @@ export interface Config {
     readonly lame_duck_duration_ms: number;
     readonly lame_duck_grace_period_ms: number;
     readonly max_payload_bytes: number | null;
+    readonly standalone: boolean;
     readonly debug: boolean;
     readonly trace: boolean;
   };
@@ -256,6 +257,7 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
       lame_duck_duration_ms,
       lame_duck_grace_period_ms,
       max_payload_bytes,
+      standalone: n.standalone,
       debug: n.debug,
       trace: n.trace,
     },

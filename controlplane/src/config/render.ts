@@ -49,14 +49,18 @@ export function renderNatsServerConfig(config: Config, extra: RenderExtra = {}):
       ...(js.max_file_bytes !== null ? [`  max_file_store: ${js.max_file_bytes}`] : []),
       "}");
   }
-  const routes = extra.routes ?? [];
-  out.push("", "cluster {",
+  // A JetStream cluster refuses to start with no routes at all, and a node
+  // may well be the first of its cluster. A route to our own cluster port
+  // satisfies that check; nats-server recognises it as itself and drops it.
+  const self = `nats://${LOOPBACK}:${nats.loopback.cluster_port}`;
+  const routes = extra.routes?.length ? extra.routes : [self];
+  if (!nats.standalone) out.push("", "cluster {",
     `  name: ${q(nats.cluster_name)}`,
     `  listen: ${q(`${LOOPBACK}:${nats.loopback.cluster_port}`)}`,
     ...(extra.clusterAdvertise ? [`  advertise: ${q(extra.clusterAdvertise)}`] : []),
     // Clients reach us through the tailnet name, never through the loopback URLs peers would gossip.
     "  no_advertise: true",
-    routes.length ? `  routes: [\n${routes.map((r) => `    ${q(r)}\n`).join("")}  ]` : "  routes: []",
+    `  routes: [\n${routes.map((r) => `    ${q(r)}\n`).join("")}  ]`,
     "}");
   for (const block of extra.extraBlocks ?? []) out.push("", block.trimEnd());
   if (nats.include) {

@@ -86,6 +86,7 @@ export const NatsSchema = z.strictObject({
   lame_duck_duration: duration("30s", "How long lame-duck mode spreads client disconnects on shutdown; at least 30s."),
   lame_duck_grace_period: duration("2s", "Wait before lame-duck mode starts closing clients; must be below lame_duck_duration."),
   max_payload: size("Largest message payload. Empty: nats-server's default (1MB)."),
+  standalone: z.boolean().default(false).meta({ description: "Run without a cluster (one host only). A clustered JetStream needs at least one live route to serve; a standalone node serves JetStream alone. Changing it needs a restart." }),
   debug: z.boolean().default(false).meta({ description: "nats-server debug logging." }),
   trace: z.boolean().default(false).meta({ description: "nats-server protocol tracing; very verbose." }),
 });

@@ -1,0 +1,181 @@
+// The control plane's handle on one bridge process: it starts the bridge,
+// speaks its JSON-lines protocol over stdio, and turns the bridge's fatal
+// reports into TailnetErrors with the bridge's own stable codes.
+import { EventEmitter } from "node:events";
+import type { ChildProcess, SpawnOptions } from "node:child_process";
+import type { Logger } from "pino";
+import { binaryPath } from "../binaries.ts";
+import { NatsTsnetError, TailnetError, ExitCode } from "../errors.ts";
+import { eachLine, exited, spawnChild, terminate } from "../supervise/spawn.ts";
+
+export interface Device {
+  id: string;
+  name: string;
+  dnsName: string;
+  hostName: string;
+  ips: string[];
+  tags: string[];
+  user?: string;
+  online: boolean;
+  os?: string;
+}
+
+export interface TailnetStatus {
+  backendState: string;
+  self: Device;
+  peers: Device[];
+  magicDNSSuffix?: string;
+}
+
+export interface WhoIs {
+  device: Device;
+  user?: string;
+  caps?: Record<string, unknown[]>;
+}
+
+export interface BridgeOptions {
+  mode: "node" | "client";
+  hostname: string;
+  dir: string;
+  controlUrl?: string;
+  authKey?: string;
+  tags?: readonly string[];
+  ephemeral?: boolean;
+  upTimeoutMs: number;
+  verbose?: boolean;
+  /** client mode: local listen address or "fd:N". */
+  listen?: string;
+  /** client mode: tailnet host:port. */
+  to?: string;
+  socks5?: string;
+  log: Logger;
+  wrap?: string[];
+  extraStdio?: SpawnOptions["stdio"];
+  env?: NodeJS.ProcessEnv;
+}
+
+export class BridgeError extends NatsTsnetError {
+  constructor(code: string, message: string) {
+    super(code, message, ExitCode.failure);
+  }
+}
+
+export class Bridge extends EventEmitter {
+  readonly child: ChildProcess;
+  status?: TailnetStatus;
+  private nextId = 1;
+  private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(child: ChildProcess) {
+    super();
+    this.child = child;
+  }
+
+  /** Starts a bridge and resolves once it is on the tailnet (and, in client mode, listening). */
+  static async start(o: BridgeOptions): Promise<Bridge> {
+    const args = [o.mode, "--hostname", o.hostname, "--dir", o.dir, "--up-timeout", `${o.upTimeoutMs}ms`];
+    if (o.controlUrl) args.push("--control-url", o.controlUrl);
+    if (o.tags?.length) args.push("--tags", o.tags.join(","));
+    if (o.ephemeral) args.push("--ephemeral");
+    if (o.verbose) args.push("--verbose");
+    if (o.listen) args.push("--listen", o.listen);
+    if (o.to) args.push("--to", o.to);
+    if (o.socks5) args.push("--socks5", o.socks5);
+    const env: NodeJS.ProcessEnv = { ...(o.env ?? process.env), TS_NO_LOGS_NO_SUPPORT: "true" };
+    delete env.TS_AUTHKEY;
+    delete env.TS_AUTH_KEY;
+    if (o.authKey) env.TS_AUTHKEY = o.authKey;
+    const child = spawnChild({ cmd: binaryPath("bridge"), args, env, wrap: o.wrap, extraStdio: o.extraStdio });
+    const b = new Bridge(child);
+    const log = o.log.child({ component: "bridge" });
+    eachLine(child.stderr, (line) => b.logLine(log, line));
+    const ready = new Promise<void>((resolve, reject) => {
+      const want = o.mode === "client" ? "ready" : "up";
+      b.on("event", (ev: { event: string; data: any }) => {
+        if (ev.event === "up") b.status = ev.data;
+        if (ev.event === want) resolve();
+        if (ev.event === "fatal") reject(new TailnetError(ev.data.code, ev.data.message));
+      });
+      void exited(child).then(({ code, signal }) =>
+        reject(new TailnetError("ERR_BRIDGE_EXIT", `bridge exited (code ${code}, signal ${signal}) before it was ready`)));
+    });
+    eachLine(child.stdout, (line) => b.onLine(line, log));
+    void exited(child).then((x) => {
+      for (const p of b.pending.values()) p.reject(new BridgeError("ERR_BRIDGE_GONE", "bridge exited"));
+      b.pending.clear();
+      b.emit("exit", x);
+    });
+    try {
+      await ready;
+    } catch (err) {
+      await terminate(child, "SIGTERM", 2000);
+      throw err;
+    }
+    return b;
+  }
+
+  private logLine(log: Logger, line: string): void {
+    let o: { level?: string; msg?: string; [k: string]: unknown };
+    try {
+      o = JSON.parse(line);
+    } catch {
+      log.info(line);
+      return;
+    }
+    const { level = "INFO", msg = "", time: _t, ...rest } = o;
+    const fn = ({ DEBUG: "debug", INFO: "info", WARN: "warn", ERROR: "error" } as const)[level as "INFO"] ?? "info";
+    log[fn](rest, msg);
+  }
+
+  private onLine(line: string, log: Logger): void {
+    let m: any;
+    try {
+      m = JSON.parse(line);
+    } catch {
+      log.warn({ line }, "unparseable line from bridge");
+      return;
+    }
+    if (typeof m.event === "string") {
+      if (m.event === "peers") this.status = m.data;
+      this.emit("event", m);
+      this.emit(m.event, m.data);
+      return;
+    }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (m.ok) p.resolve(m.result);
+    else p.reject(new BridgeError(m.error?.code ?? "ERR_BRIDGE", m.error?.message ?? "bridge request failed"));
+  }
+
+  request<T = unknown>(op: string, args?: unknown): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      if (!this.child.stdin?.writable) return reject(new BridgeError("ERR_BRIDGE_GONE", "bridge is not running"));
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.stdin.write(JSON.stringify({ id, op, args }) + "\n");
+    });
+  }
+
+  getStatus(): Promise<TailnetStatus> {
+    return this.request("status");
+  }
+  whois(addr: string): Promise<WhoIs> {
+    return this.request("whois", { addr });
+  }
+  listen(a: { name: string; port: number; target: string; proxyProtocol?: boolean; allowTags?: string[] }): Promise<unknown> {
+    return this.request("listen", a);
+  }
+  forward(a: { name: string; listen?: string; targets: string[] }): Promise<{ name: string; addr: string }> {
+    return this.request("forward", a);
+  }
+  closeListener(name: string): Promise<unknown> {
+    return this.request("close", { name });
+  }
+
+  /** Ends the bridge: closing stdin tells it its supervisor let go. */
+  async stop(graceMs = 5000): Promise<void> {
+    this.child.stdin?.end();
+    await terminate(this.child, "SIGTERM", graceMs);
+  }
+}

@@ -1,0 +1,137 @@
+// The nats-tsnet command line. Every failure ends here: a NatsTsnetError
+// becomes one clear line on stderr and its distinct exit code.
+import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { join } from "node:path";
+import { loadConfig, redactConfig, renderNatsServerConfig, natsServerConfPath, type ConfigInput } from "./config/mod.ts";
+import { createLogger, type LogFormat } from "./log.ts";
+import { startNode } from "./node/run.ts";
+import { Bridge } from "./bridge/client.ts";
+import { ExitCode, NatsTsnetError } from "./errors.ts";
+
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+/** Resolves when SIGINT or SIGTERM arrives; a second one forces exit. */
+function onStopSignal(fn: (sig: NodeJS.Signals) => void): void {
+  let seen = false;
+  const h = (sig: NodeJS.Signals) => {
+    if (seen) process.exit(ExitCode.failure);
+    seen = true;
+    fn(sig);
+  };
+  process.on("SIGINT", h);
+  process.on("SIGTERM", h);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command("nats-tsnet")
+    .description("A NATS JetStream node whose only network face is a Tailscale node")
+    .exitOverride()
+    .showHelpAfterError();
+
+  program
+    .command("run")
+    .description("run a node: join the tailnet, start nats-server, open the tailnet faces")
+    .option("-c, --config <file>", "config file (YAML)")
+    .option("--hostname <name>", "tailnet device name (overrides the config)")
+    .option("--state-dir <dir>", "state directory (overrides the config)")
+    .action(async (o: { config?: string; hostname?: string; stateDir?: string }) => {
+      const overrides: ConfigInput = {};
+      if (o.hostname) overrides.hostname = o.hostname;
+      if (o.stateDir) overrides.state_dir = o.stateDir;
+      const config = loadConfig({ file: o.config, overrides });
+      const log = createLogger({ level: config.log.level, format: config.log.format });
+      try {
+        const node = await startNode(config, log);
+        onStopSignal((sig) => {
+          log.info({ signal: sig }, "stopping");
+          void node.stop(sig === "SIGTERM" || sig === "SIGINT" ? "lame-duck" : "quick");
+        });
+        await node.done;
+      } catch (e) {
+        if (e instanceof NatsTsnetError) log.error({ code: e.code }, e.message);
+        throw e;
+      }
+    });
+
+  const cfg = program.command("config").description("check or show configuration");
+  cfg
+    .command("check")
+    .description("validate a config file; prints the effective config with secrets redacted")
+    .option("-c, --config <file>", "config file (YAML)")
+    .action((o: { config?: string }) => {
+      const c = loadConfig({ file: o.config });
+      process.stdout.write(JSON.stringify(redactConfig(c), null, 2) + "\n");
+    });
+  cfg
+    .command("render")
+    .description("print the nats-server config a node would run with")
+    .option("-c, --config <file>", "config file (YAML)")
+    .action((o: { config?: string }) => {
+      const c = loadConfig({ file: o.config });
+      process.stdout.write(renderNatsServerConfig(c, { confPath: natsServerConfPath(c) }));
+    });
+
+  program
+    .command("proxy")
+    .description("join the tailnet as an untagged device and expose a tailnet host:port on a local port")
+    .requiredOption("--to <host:port>", "tailnet address to forward to, e.g. nats-1:4222")
+    .option("--listen <addr>", "local loopback address", "127.0.0.1:4222")
+    .option("--socks5 <addr>", "also serve SOCKS5 on this loopback address")
+    .option("--hostname <name>", "this device's tailnet name", "nats-tsnet-proxy")
+    .option("--state-dir <dir>", "tsnet state directory", "nats-tsnet-proxy-state")
+    .option("--control-url <url>", "control server (default: TS_CONTROL_URL, else Tailscale's)")
+    .option("--ephemeral", "register as an ephemeral device")
+    .option("--log-format <fmt>", "text or json", "text")
+    .action(async (o: { to: string; listen: string; socks5?: string; hostname: string; stateDir: string; controlUrl?: string; ephemeral?: boolean; logFormat: LogFormat }) => {
+      const log = createLogger({ format: o.logFormat });
+      const bridge = await Bridge.start({
+        mode: "client",
+        hostname: o.hostname,
+        dir: join(o.stateDir),
+        controlUrl: o.controlUrl ?? process.env.TS_CONTROL_URL,
+        authKey: process.env.TS_AUTHKEY,
+        ephemeral: o.ephemeral,
+        upTimeoutMs: 60_000,
+        listen: o.listen,
+        socks5: o.socks5,
+        to: o.to,
+        log,
+      });
+      log.info({ listen: o.listen, to: o.to, socks5: o.socks5 }, "proxy ready");
+      await new Promise<void>((resolve) => {
+        onStopSignal(() => void bridge.stop().then(resolve));
+        bridge.once("exit", () => resolve());
+      });
+    });
+
+  program
+    .command("dev")
+    .description("run a local tailnet (headscale) with nodes and expose the cluster on this machine's loopback")
+    .option("-n, --nodes <n>", "number of nodes", int, 1)
+    .option("--listen <addr>", "where the cluster is exposed on this machine", "127.0.0.1:4222")
+    .option("--dir <dir>", "working directory (default: a fresh temporary one)")
+    .option("--verbose", "show every node's log lines")
+    .action(async (o: { nodes: number; listen: string; dir?: string; verbose?: boolean }) => {
+      const { runDev } = await import("./dev.ts");
+      await runDev(o);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return ExitCode.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    if (e instanceof NatsTsnetError) {
+      process.stderr.write(`nats-tsnet: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`nats-tsnet: unexpected error: ${(e as Error).stack ?? e}\n`);
+    return ExitCode.failure;
+  }
+}

@@ -1,0 +1,56 @@
+// Starting upstream nats-server and knowing when it is ready. Readiness is
+// its own /healthz on the loopback monitoring port, not a sleep.
+import type { ChildProcess } from "node:child_process";
+import type { Logger } from "pino";
+import { binaryPath } from "../binaries.ts";
+import { NatsTsnetError, ExitCode } from "../errors.ts";
+import { eachLine, exited, spawnChild, terminate } from "../supervise/spawn.ts";
+
+export interface NatsServerOptions {
+  confPath: string;
+  monitorPort: number;
+  log: Logger;
+  readyTimeoutMs?: number;
+}
+
+const NATS_LEVEL: Record<string, "info" | "warn" | "error" | "debug" | "trace"> = {
+  INF: "info", WRN: "warn", ERR: "error", FTL: "error", DBG: "debug", TRC: "trace",
+};
+
+export async function startNatsServer(o: NatsServerOptions): Promise<ChildProcess> {
+  const log = o.log.child({ component: "nats-server" });
+  const child = spawnChild({ cmd: binaryPath("nats-server"), args: ["-c", o.confPath] });
+  // nats-server logs "[pid] date time [LVL] message"; keep its level.
+  const onLine = (line: string) => {
+    const m = /^\[\d+\] \S+ \S+ \[(\w{3})\] (.*)$/.exec(line);
+    if (m) log[NATS_LEVEL[m[1]!] ?? "info"](m[2]);
+    else if (line.trim()) log.info(line);
+  };
+  eachLine(child.stdout, onLine);
+  eachLine(child.stderr, onLine);
+  const deadline = Date.now() + (o.readyTimeoutMs ?? 30_000);
+  const gone = exited(child);
+  let done = false;
+  void gone.then(() => { done = true; });
+  while (Date.now() < deadline) {
+    if (done) {
+      const { code, signal } = await gone;
+      throw new NatsTsnetError("ERR_NATS_SERVER_EXIT", `nats-server exited (code ${code}, signal ${signal}) during start-up; see its log lines above`, ExitCode.failure);
+    }
+    // Listening is enough to open the faces: core NATS serves at once, and a
+    // clustered JetStream becomes available when its peers are routed.
+    if (await healthy(o.monitorPort, "?js-enabled-only=true")) return child;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await terminate(child, "SIGKILL");
+  throw new NatsTsnetError("ERR_NATS_SERVER_TIMEOUT", `nats-server not healthy on 127.0.0.1:${o.monitorPort} within ${o.readyTimeoutMs ?? 30_000}ms`, ExitCode.failure);
+}
+
+export async function healthy(monitorPort: number, query = ""): Promise<boolean> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${monitorPort}/healthz${query}`, { signal: AbortSignal.timeout(2000) });
+    return r.ok;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,115 @@
+// One nats-tsnet node: tailnet up -> nats-server -> tailnet listeners, in
+// that order, so that nothing is reachable before it can answer, and torn
+// down in reverse (listeners first, then lame duck, then the tailnet).
+import { mkdirSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import type { Logger } from "pino";
+import { renderNatsServerConfig, natsServerConfPath, resolveAuthKey, redactConfig, type Config } from "../config/mod.ts";
+import { Bridge, type TailnetStatus } from "../bridge/client.ts";
+import { startNatsServer } from "./natsServer.ts";
+import { Supervisor } from "../supervise/restart.ts";
+import { exited, terminate } from "../supervise/spawn.ts";
+import { TailnetError, type NatsTsnetError } from "../errors.ts";
+import { join } from "node:path";
+
+export interface RunningNode {
+  status: TailnetStatus;
+  /** Resolves when the node has stopped; rejects on a fatal error (crash loop). */
+  done: Promise<void>;
+  stop(mode?: "lame-duck" | "quick"): Promise<void>;
+}
+
+export async function startNode(config: Config, log: Logger): Promise<RunningNode> {
+  log.info({ config: redactConfig(config) as unknown as Record<string, unknown>, sources: config.source }, "starting");
+  mkdirSync(config.state_dir, { recursive: true, mode: 0o700 });
+
+  let fatal: (e: NatsTsnetError) => void = () => {};
+  let stopped: () => void = () => {};
+  const done = new Promise<void>((resolve, reject) => { fatal = reject; stopped = resolve; });
+
+  const bridgeOpts = {
+    mode: "node" as const,
+    hostname: config.hostname,
+    dir: join(config.state_dir, "tailscale"),
+    controlUrl: config.tailnet.control_url || undefined,
+    authKey: resolveAuthKey(config),
+    tags: config.tailnet.tags,
+    ephemeral: config.tailnet.ephemeral,
+    upTimeoutMs: config.tailnet.up_timeout_ms,
+    verbose: config.log.level === "debug" || config.log.level === "trace",
+    log,
+  };
+
+  // 1. The tailnet.
+  let bridge = await Bridge.start(bridgeOpts);
+  const status = bridge.status!;
+  if (!status.self.tags.includes(config.tailnet.cluster_tag)) {
+    await bridge.stop();
+    throw new TailnetError(
+      "ERR_TAILNET_MISSING_TAG",
+      `this device (${status.self.dnsName}) lacks the cluster tag ${config.tailnet.cluster_tag} (it has: ${status.self.tags.join(", ") || "no tags"}); ` +
+        `use an auth key that applies ${config.tailnet.cluster_tag}, or set tailnet.tags`,
+    );
+  }
+  log.info({ device: status.self.dnsName, ips: status.self.ips, tags: status.self.tags }, "on the tailnet");
+
+  // 2. nats-server, on loopback only.
+  const confPath = natsServerConfPath(config);
+  writeFileSync(confPath, renderNatsServerConfig(config, { confPath }), { mode: 0o600 });
+  const nats = new Supervisor("nats-server", () => startNatsServer({ confPath, monitorPort: config.nats.loopback.monitor_port, log }), log);
+  nats.on("crashloop", (e) => fatal(e));
+  await nats.run();
+
+  // 3. The tailnet faces.
+  const openFaces = async (b: Bridge) => {
+    await b.listen({ name: "client", port: config.nats.client_port, target: `127.0.0.1:${config.nats.loopback.client_port}`, proxyProtocol: true });
+    if (config.nats.monitor_port > 0) {
+      await b.listen({ name: "monitor", port: config.nats.monitor_port, target: `127.0.0.1:${config.nats.loopback.monitor_port}` });
+    }
+  };
+  await openFaces(bridge);
+
+  // The bridge is the face; if it dies, bring it back and reopen the faces.
+  const bridgeSup = new Supervisor("bridge", async () => {
+    if (bridge.child.exitCode === null && bridge.child.signalCode === null) return bridge.child;
+    bridge = await Bridge.start(bridgeOpts);
+    await openFaces(bridge);
+    return bridge.child;
+  }, log);
+  bridgeSup.on("crashloop", (e) => fatal(e));
+  await bridgeSup.run();
+
+  const faces = [`nats://${status.self.name}:${config.nats.client_port}`];
+  if (config.nats.monitor_port > 0) faces.push(`http://${status.self.name}:${config.nats.monitor_port}`);
+  log.info({ server_name: config.nats.server_name, faces }, "ready");
+
+  let stopping: Promise<void> | undefined;
+  const stop = (mode: "lame-duck" | "quick" = "lame-duck") => {
+    stopping ??= (async () => {
+      const b = bridgeSup.release();
+      const n = nats.release();
+      // No new tailnet connections while nats-server drains its clients.
+      await Promise.allSettled([bridge.closeListener("client"), bridge.closeListener("monitor")]);
+      if (n) await stopNats(n, mode, config, log);
+      if (b) await bridge.stop();
+      log.info("stopped");
+      stopped();
+    })();
+    return stopping;
+  };
+  return { status, done, stop };
+}
+
+async function stopNats(child: ChildProcess, mode: "lame-duck" | "quick", config: Config, log: Logger): Promise<void> {
+  if (mode === "lame-duck") {
+    // SIGUSR2 is nats-server's lame duck: stop accepting, move clients
+    // elsewhere gradually, then exit by itself.
+    log.info({ durationMs: config.nats.lame_duck_duration_ms }, "lame duck");
+    child.kill("SIGUSR2");
+    const t = setTimeout(() => child.kill("SIGTERM"), config.nats.lame_duck_duration_ms + 5_000);
+    await exited(child);
+    clearTimeout(t);
+    return;
+  }
+  await terminate(child, "SIGTERM", 15_000);
+}

@@ -1,0 +1,220 @@
+// A whole local tailnet: namespaces, headscale, nats-tsnet nodes and
+// client-mode devices, each on its own "host". The dev command and every
+// integration test use this, so what the tests prove is what dev runs.
+import { createServer, type Server } from "node:net";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import type { Logger } from "pino";
+import { stringify } from "yaml";
+import { REPO_ROOT } from "../controlplane/src/binaries.ts";
+import { Bridge } from "../controlplane/src/bridge/client.ts";
+import { eachLine, exited, spawnChild, terminate } from "../controlplane/src/supervise/spawn.ts";
+import { NetLab, type Host } from "./netns.ts";
+import { CLUSTER_TAG, Headscale, defaultPolicy, tailnetEnv } from "./headscale.ts";
+
+export const CLI = join(REPO_ROOT, "controlplane", "bin", "nats-tsnet.ts");
+
+export interface LabNode {
+  name: string;
+  host: Host;
+  dir: string;
+  configPath: string;
+  child: ChildProcess;
+  /** Log lines (parsed JSON) the node wrote, for assertions. */
+  lines: Array<Record<string, unknown>>;
+}
+
+export interface LabProxy {
+  name: string;
+  host: Host;
+  port: number;
+  url: string;
+  socks5Port?: number;
+  bridge: Bridge;
+  stop(): Promise<void>;
+}
+
+export interface NodeOptions {
+  authKey?: string;
+  /** Extra config.yaml content merged over the defaults. */
+  config?: Record<string, unknown>;
+  /** Wait for the node to log "ready" (default true). */
+  wait?: boolean;
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+export class LocalTailnet {
+  readonly net: NetLab;
+  readonly headscale: Headscale;
+  readonly dir: string;
+  readonly nodes = new Map<string, LabNode>();
+  readonly proxies = new Map<string, LabProxy>();
+  private readonly log: Logger;
+  private readonly verbose: boolean;
+
+  private constructor(dir: string, log: Logger, verbose: boolean, policy: Record<string, unknown>) {
+    this.dir = dir;
+    this.log = log;
+    this.verbose = verbose;
+    this.net = new NetLab();
+    const host = this.net.addHost("control");
+    this.headscale = new Headscale(host, join(dir, "headscale"), log, policy);
+  }
+
+  static async start(o: { dir: string; log: Logger; verbose?: boolean; policy?: Record<string, unknown> }): Promise<LocalTailnet> {
+    mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+    const t = new LocalTailnet(o.dir, o.log, o.verbose ?? false, o.policy ?? defaultPolicy());
+    try {
+      await t.headscale.start();
+    } catch (e) {
+      await t.stop();
+      throw e;
+    }
+    return t;
+  }
+
+  /** Writes a node's config.yaml and starts `nats-tsnet run` on a host of its own. */
+  async startNode(name: string, o: NodeOptions = {}): Promise<LabNode> {
+    const host = this.net.hosts.get(name) ?? this.net.addHost(name);
+    const dir = join(this.dir, "nodes", name);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const configPath = join(dir, "config.yaml");
+    const base = {
+      hostname: name,
+      state_dir: "./state",
+      tailnet: { control_url: this.headscale.url, up_timeout: "30s" },
+      log: { format: "json", level: this.verbose ? "debug" : "info" },
+    };
+    writeFileSync(configPath, stringify(deepMerge(base, o.config ?? {})));
+    const authKey = o.authKey ?? (await this.headscale.authKey({ tags: [CLUSTER_TAG] }));
+    const child = spawnChild({
+      cmd: process.execPath,
+      args: [CLI, "run", "--config", configPath],
+      env: { ...process.env, ...tailnetEnv(), TS_AUTHKEY: authKey, ...o.env },
+      wrap: host.wrap,
+    });
+    const node: LabNode = { name, host, dir, configPath, child, lines: [] };
+    this.nodes.set(name, node);
+    const log = this.log.child({ node: name });
+    const ready = new Promise<void>((resolve, reject) => {
+      const onLine = (line: string) => {
+        let o: Record<string, unknown>;
+        try {
+          o = JSON.parse(line);
+        } catch {
+          log.info(line);
+          return;
+        }
+        node.lines.push(o);
+        const lvl = Number(o.level);
+        if (this.verbose || lvl >= 40) log[lvl >= 50 ? "error" : lvl >= 40 ? "warn" : "info"]({ from: o.component }, String(o.msg));
+        if (o.msg === "ready") resolve();
+      };
+      eachLine(child.stderr, onLine);
+      eachLine(child.stdout, onLine);
+      void exited(child).then(({ code, signal }) => {
+        const last = node.lines.filter((l) => Number(l.level) >= 50).map((l) => l.msg).join("; ");
+        reject(new Error(`node ${name} exited (code ${code}, signal ${signal}) before it was ready${last ? ": " + last : ""}`));
+      });
+    });
+    if (o.wait === false) {
+      ready.catch(() => {});
+      return node;
+    }
+    await withTimeout(ready, o.timeoutMs ?? 90_000, `node ${name} not ready`);
+    return node;
+  }
+
+  async stopNode(name: string, sig: NodeJS.Signals = "SIGTERM"): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const n = this.nodes.get(name);
+    if (!n) throw new Error(`no node ${name}`);
+    const done = exited(n.child);
+    await terminate(n.child, sig, 60_000);
+    this.nodes.delete(name);
+    return done;
+  }
+
+  /**
+   * A client-mode device on a host of its own that exposes `to` (a tailnet
+   * host:port) on this machine's loopback. The listening socket is made
+   * here, in our namespace, and handed to the bridge, which runs inside its
+   * namespace: the port is on the real loopback, the device on the lab net.
+   */
+  async startProxy(name: string, o: { to: string; port?: number; socks5?: boolean }): Promise<LabProxy> {
+    const host = this.net.hosts.get(name) ?? this.net.addHost(name);
+    const servers = [await listenLoopback(o.port ?? 0)];
+    if (o.socks5) servers.push(await listenLoopback(0));
+    const port = (servers[0]!.address() as { port: number }).port;
+    const authKey = await this.headscale.authKey({});
+    const bridgeP = Bridge.start({
+      mode: "client",
+      hostname: name,
+      dir: join(this.dir, "clients", name),
+      controlUrl: this.headscale.url,
+      authKey,
+      upTimeoutMs: 30_000,
+      listen: "fd:3",
+      socks5: o.socks5 ? "fd:4" : undefined,
+      to: o.to,
+      log: this.log.child({ client: name }),
+      wrap: host.wrap,
+      env: { ...process.env, ...tailnetEnv() },
+      // Node hands a listening socket to a child as an inherited fd through
+      // the server's libuv handle (the Server object itself is refused).
+      extraStdio: servers.map((s) => (s as unknown as { _handle: unknown })._handle) as never,
+      verbose: this.verbose,
+    });
+    // The child holds its own copy now; ours must not accept anything.
+    for (const s of servers) s.close();
+    const bridge = await bridgeP;
+    const p: LabProxy = {
+      name, host, port, bridge,
+      url: `nats://127.0.0.1:${port}`,
+      socks5Port: o.socks5 ? (servers[1]!.address() as { port: number } | null)?.port : undefined,
+      stop: async () => {
+        await bridge.stop();
+        this.proxies.delete(name);
+      },
+    };
+    this.proxies.set(name, p);
+    return p;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled([...this.proxies.values()].map((p) => p.stop()));
+    await Promise.allSettled([...this.nodes.keys()].map((n) => this.stopNode(n, "SIGTERM")));
+    await this.headscale.stop().catch(() => {});
+    this.net.destroy();
+  }
+}
+
+function listenLoopback(port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen({ host: "127.0.0.1", port }, () => resolve(s));
+  });
+}
+
+export function deepMerge<T extends Record<string, unknown>>(a: T, b: Record<string, unknown>): T {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] = v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" && !Array.isArray(cur)
+      ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>)
+      : v;
+  }
+  return out as T;
+}
+
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`${what} within ${ms}ms`)), ms); });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(t);
+  }
+}

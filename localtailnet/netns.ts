@@ -1,0 +1,126 @@
+// A private network of Linux network namespaces: one "switch" namespace
+// holding a bridge, and one namespace per host wired to it by a veth pair.
+// No namespace has a default route and none is connected to the host's
+// own namespace, so nothing started inside can reach beyond this machine.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { EnvironmentError } from "../controlplane/src/errors.ts";
+
+const SUBNET = "10.213.0"; // inside our own namespaces only; never routed
+let labCounter = 0;
+
+function ip(...args: string[]): string {
+  return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+export interface Host {
+  name: string;
+  netns: string;
+  ip: string;
+  /** Command prefix that runs a program inside this host. */
+  wrap: string[];
+}
+
+/** Says why namespaces cannot be used here, or undefined if they can. */
+export function namespacesUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return "network namespaces need root (run as root, or use --no-netns)";
+  try {
+    ip("netns", "list");
+  } catch (e) {
+    return `'ip netns' does not work here: ${(e as Error).message.split("\n")[0]}`;
+  }
+  return undefined;
+}
+
+/** Removes namespaces left behind by labs whose process is gone. */
+export function removeStaleLabs(): string[] {
+  const removed: string[] = [];
+  for (const line of ip("netns", "list").split("\n")) {
+    const name = line.split(" ")[0];
+    const m = name ? /^nt(\d+)x\d+-/.exec(name) : null;
+    if (!m || existsSync(`/proc/${m[1]}`)) continue;
+    killNamespace(name!);
+    removed.push(name!);
+  }
+  return removed;
+}
+
+function killNamespace(ns: string): void {
+  try {
+    for (const pid of ip("netns", "pids", ns).split("\n").filter(Boolean)) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
+  } catch {
+    /* namespace already gone */
+  }
+  try {
+    ip("netns", "del", ns);
+  } catch {
+    /* already gone */
+  }
+}
+
+export class NetLab {
+  readonly id: string;
+  readonly hosts = new Map<string, Host>();
+  private readonly sw: string;
+  private nextIndex = 1;
+
+  constructor() {
+    const why = namespacesUnavailable();
+    if (why) throw new EnvironmentError("ERR_NO_NETNS", why);
+    removeStaleLabs();
+    this.id = `nt${process.pid}x${labCounter++}`;
+    this.sw = `${this.id}-sw`;
+    ip("netns", "add", this.sw);
+    ip("-n", this.sw, "link", "add", "br0", "type", "bridge");
+    ip("-n", this.sw, "link", "set", "br0", "up");
+  }
+
+  addHost(name: string): Host {
+    if (this.hosts.has(name)) throw new Error(`host ${name} exists`);
+    const idx = this.nextIndex++;
+    if (idx > 250) throw new Error("lab is full");
+    const netns = `${this.id}-${name}`.slice(0, 60);
+    ip("netns", "add", netns);
+    ip("-n", netns, "link", "set", "lo", "up");
+    ip("-n", this.sw, "link", "add", `v${idx}`, "type", "veth", "peer", "name", "eth0", "netns", netns);
+    ip("-n", this.sw, "link", "set", `v${idx}`, "master", "br0", "up");
+    const addr = `${SUBNET}.${idx}`;
+    ip("-n", netns, "addr", "add", `${addr}/24`, "dev", "eth0");
+    ip("-n", netns, "link", "set", "eth0", "up");
+    const host: Host = { name, netns, ip: addr, wrap: ["ip", "netns", "exec", netns] };
+    this.hosts.set(name, host);
+    return host;
+  }
+
+  /** Cuts a host's link (a partition) or restores it. */
+  setLink(name: string, up: boolean): void {
+    const h = this.hosts.get(name);
+    if (!h) throw new Error(`no host ${name}`);
+    ip("-n", h.netns, "link", "set", "eth0", up ? "up" : "down");
+  }
+
+  /** Runs a command inside a host and returns its stdout. */
+  exec(name: string, cmd: string, args: string[]): string {
+    const h = this.hosts.get(name);
+    if (!h) throw new Error(`no host ${name}`);
+    return execFileSync("ip", ["netns", "exec", h.netns, cmd, ...args], { encoding: "utf8" });
+  }
+
+  destroy(): void {
+    for (const h of this.hosts.values()) killNamespace(h.netns);
+    killNamespace(this.sw);
+    this.hosts.clear();
+  }
+}
+
+/** Lists namespaces of this lab still present (for tests of cleanup). */
+export function labNamespaces(id: string): string[] {
+  return ip("netns", "list").split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(id + "-"));
+}
+
