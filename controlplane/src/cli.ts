@@ -44,12 +44,18 @@ export async function main(argv: string[]): Promise<number> {
       if (o.stateDir) overrides.state_dir = o.stateDir;
       const config = loadConfig({ file: o.config, overrides });
       const log = createLogger({ level: config.log.level, format: config.log.format });
+      // Listen for signals before anything starts: a stop asked for during
+      // start-up is carried out as soon as there is something to stop.
+      let asked: NodeJS.Signals | undefined;
+      let node: Awaited<ReturnType<typeof startNode>> | undefined;
+      onStopSignal((sig) => {
+        log.info({ signal: sig }, "stopping");
+        asked = sig;
+        void node?.stop("lame-duck");
+      });
       try {
-        const node = await startNode(config, log);
-        onStopSignal((sig) => {
-          log.info({ signal: sig }, "stopping");
-          void node.stop(sig === "SIGTERM" || sig === "SIGINT" ? "lame-duck" : "quick");
-        });
+        node = await startNode(config, log);
+        if (asked) void node.stop("lame-duck");
         await node.done;
       } catch (e) {
         if (e instanceof NatsTsnetError) log.error({ code: e.code }, e.message);
