@@ -4,7 +4,8 @@
 import { createServer, type Server } from "node:net";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
+import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { stringify } from "yaml";
 import { REPO_ROOT } from "../controlplane/src/binaries.ts";
@@ -12,6 +13,8 @@ import { Bridge } from "../controlplane/src/bridge/client.ts";
 import { eachLine, exited, spawnChild, terminate } from "../controlplane/src/supervise/spawn.ts";
 import { NetLab, type Host } from "./netns.ts";
 import { CLUSTER_TAG, Headscale, defaultPolicy, tailnetEnv } from "./headscale.ts";
+
+const execFileP = promisify(execFile);
 
 export const CLI = join(REPO_ROOT, "controlplane", "bin", "nats-tsnet.ts");
 
@@ -125,6 +128,45 @@ export class LocalTailnet {
     }
     await withTimeout(ready, o.timeoutMs ?? 90_000, `node ${name} not ready`);
     return node;
+  }
+
+  /**
+   * GET from a node's loopback monitoring port, from inside its namespace:
+   * what an operator on that host would see.
+   */
+  async monitor<T = any>(name: string, path: string, port = 18222): Promise<T> {
+    const n = this.nodes.get(name);
+    if (!n) throw new Error(`no node ${name}`);
+    const script = `fetch("http://127.0.0.1:${port}${path}").then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(e.message);process.exit(1)})`;
+    const { stdout } = await execFileP("ip", ["netns", "exec", n.host.netns, process.execPath, "-e", script], { timeout: 10_000 });
+    return JSON.parse(stdout) as T;
+  }
+
+  /** Distinct servers this node has routes to, and its view of the JetStream meta group. */
+  async clusterView(name: string): Promise<{ routes: string[]; metaLeader?: string; metaSize?: number }> {
+    const routez = await this.monitor(name, "/routez");
+    const jsz = await this.monitor(name, "/jsz").catch(() => ({}));
+    const routes = [...new Set<string>((routez.routes ?? []).map((r: { remote_name: string }) => r.remote_name))].sort();
+    return { routes, metaLeader: jsz.meta_cluster?.leader || undefined, metaSize: jsz.meta_cluster?.cluster_size };
+  }
+
+  /** Resolves once every running node routes to every other and a meta leader is elected. */
+  async waitForCluster(names: string[], timeoutMs = 90_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    let last = "";
+    while (Date.now() < deadline) {
+      try {
+        const views = await Promise.all(names.map((n) => this.clusterView(n)));
+        const routed = views.every((v, i) => names.every((o) => o === names[i] || v.routes.includes(o)));
+        const leaders = new Set(views.map((v) => v.metaLeader));
+        if (routed && leaders.size === 1 && views[0]!.metaLeader) return views[0]!.metaLeader;
+        last = JSON.stringify(views);
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    throw new Error(`cluster of ${names.join(", ")} not ready within ${timeoutMs}ms: ${last}`);
   }
 
   async stopNode(name: string, sig: NodeJS.Signals = "SIGTERM"): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {

@@ -117,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command("dev")
     .description("run a local tailnet (headscale) with nodes and expose the cluster on this machine's loopback")
-    .option("-n, --nodes <n>", "number of nodes", int, 1)
+    .option("-n, --nodes <n>", "number of nodes", int, 3)
     .option("--listen <addr>", "where the cluster is exposed on this machine", "127.0.0.1:4222")
     .option("--dir <dir>", "working directory (default: a fresh temporary one)")
     .option("--verbose", "show every node's log lines")

@@ -42,6 +42,10 @@ export async function runDev(o: DevOptions): Promise<void> {
       await tailnet.startNode(name, { config: o.nodes === 1 ? { nats: { standalone: true } } : {} });
       log.info({ node: name }, "node ready");
     }));
+    if (o.nodes > 1) {
+      const leader = await tailnet.waitForCluster(names);
+      log.info({ nodes: names, metaLeader: leader }, "cluster ready: every route up, JetStream meta leader elected");
+    }
     const proxy = await tailnet.startProxy("dev-client", { to: `${names[0]}:4222`, port: Number(m[2]) });
     // Ready means a real client can use JetStream through the tailnet.
     const nc = await withTimeout(connect({ servers: proxy.url, name: "nats-tsnet-dev-check" }), 30_000, "no NATS connection through the tailnet");

@@ -58,8 +58,9 @@ export function renderNatsServerConfig(config: Config, extra: RenderExtra = {}):
     `  name: ${q(nats.cluster_name)}`,
     `  listen: ${q(`${LOOPBACK}:${nats.loopback.cluster_port}`)}`,
     ...(extra.clusterAdvertise ? [`  advertise: ${q(extra.clusterAdvertise)}`] : []),
-    // Clients reach us through the tailnet name, never through the loopback URLs peers would gossip.
-    "  no_advertise: true",
+    // Clients learn other nodes' client URLs only when we know their tailnet
+    // names (client_advertise); loopback URLs must never reach a client.
+    `  no_advertise: ${extra.clientAdvertise ? "false" : "true"}`,
     `  routes: [\n${routes.map((r) => `    ${q(r)}\n`).join("")}  ]`,
     "}");
   for (const block of extra.extraBlocks ?? []) out.push("", block.trimEnd());

@@ -1,16 +1,20 @@
 // One nats-tsnet node: tailnet up -> nats-server -> tailnet listeners, in
 // that order, so that nothing is reachable before it can answer, and torn
 // down in reverse (listeners first, then lame duck, then the tailnet).
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync, renameSync } from "node:fs";
+import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
 import { renderNatsServerConfig, natsServerConfPath, resolveAuthKey, redactConfig, type Config } from "../config/mod.ts";
+import { q } from "../config/render.ts";
 import { Bridge, type TailnetStatus } from "../bridge/client.ts";
 import { startNatsServer } from "./natsServer.ts";
+import { accountsBlock, loadOrCreateSecrets } from "./secrets.ts";
 import { Supervisor } from "../supervise/restart.ts";
 import { exited, terminate } from "../supervise/spawn.ts";
 import { TailnetError, type NatsTsnetError } from "../errors.ts";
-import { join } from "node:path";
+import { RouteReconciler } from "../cluster/reconcile.ts";
+import { routeAlias } from "../cluster/members.ts";
 
 export interface RunningNode {
   status: TailnetStatus;
@@ -22,6 +26,7 @@ export interface RunningNode {
 export async function startNode(config: Config, log: Logger): Promise<RunningNode> {
   log.info({ config: redactConfig(config) as unknown as Record<string, unknown>, sources: config.source }, "starting");
   mkdirSync(config.state_dir, { recursive: true, mode: 0o700 });
+  const secrets = loadOrCreateSecrets(config.state_dir);
 
   let fatal: (e: NatsTsnetError) => void = () => {};
   let stopped: () => void = () => {};
@@ -43,19 +48,46 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
   // 1. The tailnet.
   let bridge = await Bridge.start(bridgeOpts);
   const status = bridge.status!;
-  if (!status.self.tags.includes(config.tailnet.cluster_tag)) {
+  const tag = config.tailnet.cluster_tag;
+  if (!status.self.tags.includes(tag)) {
     await bridge.stop();
     throw new TailnetError(
       "ERR_TAILNET_MISSING_TAG",
-      `this device (${status.self.dnsName}) lacks the cluster tag ${config.tailnet.cluster_tag} (it has: ${status.self.tags.join(", ") || "no tags"}); ` +
-        `use an auth key that applies ${config.tailnet.cluster_tag}, or set tailnet.tags`,
+      `this device (${status.self.dnsName}) lacks the cluster tag ${tag} (it has: ${status.self.tags.join(", ") || "no tags"}); ` +
+        `use an auth key that applies ${tag}, or set tailnet.tags`,
     );
   }
   log.info({ device: status.self.dnsName, ips: status.self.ips, tags: status.self.tags }, "on the tailnet");
 
-  // 2. nats-server, on loopback only.
+  // 2. nats-server, on loopback only, with routes to the peers we know now.
   const confPath = natsServerConfPath(config);
-  writeFileSync(confPath, renderNatsServerConfig(config, { confPath }), { mode: 0o600 });
+  const clustered = !config.nats.standalone;
+  const render = (routes: string[]) => {
+    const text = renderNatsServerConfig(config, {
+      confPath,
+      routes,
+      // Our own route alias: the address every peer's forwarder to us listens on.
+      clusterAdvertise: clustered ? `${routeAlias(status.self)}:${config.nats.loopback.cluster_port}` : undefined,
+      // Clients learn each node by its tailnet name, never a loopback URL.
+      clientAdvertise: clustered && status.self.dnsName ? `${status.self.dnsName}:${config.nats.client_port}` : undefined,
+      extraBlocks: [accountsBlock(secrets, q)],
+    });
+    writeFileSync(confPath + ".tmp", text, { mode: 0o600 });
+    renameSync(confPath + ".tmp", confPath);
+  };
+  const routes = new RouteReconciler({
+    config,
+    log,
+    bridge: () => bridge,
+    applyRoutes: async (urls) => {
+      render(urls);
+      // SIGHUP: nats-server re-reads its config; route changes apply live.
+      nats.child?.kill("SIGHUP");
+      log.info({ routes: urls.length }, "nats-server config reloaded");
+    },
+  });
+  if (clustered) await routes.init(status);
+  render(routes.routeUrls());
   const nats = new Supervisor("nats-server", () => startNatsServer({ confPath, monitorPort: config.nats.loopback.monitor_port, log }), log);
   nats.on("crashloop", (e) => fatal(e));
   await nats.run();
@@ -66,14 +98,24 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
     if (config.nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: config.nats.monitor_port, target: `127.0.0.1:${config.nats.loopback.monitor_port}` });
     }
+    if (clustered) {
+      // Only devices carrying the cluster tag may open a route, whatever the ACL says.
+      await b.listen({ name: "cluster", port: config.nats.cluster_port, target: `127.0.0.1:${config.nats.loopback.cluster_port}`, allowTags: [tag] });
+    }
+  };
+  const watchPeers = (b: Bridge) => {
+    if (clustered) b.on("peers", (s: TailnetStatus) => routes.update(s));
   };
   await openFaces(bridge);
+  watchPeers(bridge);
 
-  // The bridge is the face; if it dies, bring it back and reopen the faces.
+  // The bridge is the face; if it dies, bring it back and reopen everything.
   const bridgeSup = new Supervisor("bridge", async () => {
     if (bridge.child.exitCode === null && bridge.child.signalCode === null) return bridge.child;
     bridge = await Bridge.start(bridgeOpts);
+    await routes.reopen();
     await openFaces(bridge);
+    watchPeers(bridge);
     return bridge.child;
   }, log);
   bridgeSup.on("crashloop", (e) => fatal(e));
@@ -81,11 +123,12 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
 
   const faces = [`nats://${status.self.name}:${config.nats.client_port}`];
   if (config.nats.monitor_port > 0) faces.push(`http://${status.self.name}:${config.nats.monitor_port}`);
-  log.info({ server_name: config.nats.server_name, faces }, "ready");
+  log.info({ server_name: config.nats.server_name, faces, peers: routes.routes.size, clustered }, "ready");
 
   let stopping: Promise<void> | undefined;
   const stop = (mode: "lame-duck" | "quick" = "lame-duck") => {
     stopping ??= (async () => {
+      routes.stop();
       const b = bridgeSup.release();
       const n = nats.release();
       // No new tailnet connections while nats-server drains its clients.
