@@ -165,6 +165,20 @@ export class Headscale {
     return res.key as string;
   }
 
+  /** Deletes a device from the tailnet: for its peers it has left for good. */
+  async deleteNode(name: string): Promise<void> {
+    const n = (await this.nodes()).find((x) => x.given_name === name || x.name === name);
+    if (!n) throw new Error(`no device named ${name}`);
+    await this.cli(["nodes", "delete", "-i", String(n.id), "--force"]);
+  }
+
+  /** Replaces a device's tags (an admin re-tagging it in the console). */
+  async setTags(name: string, tags: string[]): Promise<void> {
+    const n = (await this.nodes()).find((x) => x.given_name === name || x.name === name);
+    if (!n) throw new Error(`no device named ${name}`);
+    await this.cli(["nodes", "tag", "-i", String(n.id), "-t", tags.join(",")]);
+  }
+
   async nodes(): Promise<Array<{ id: number; name: string; given_name: string; online?: boolean; tags?: string[] }>> {
     return (await this.cli(["nodes", "list"])) ?? [];
   }

@@ -1,4 +1,7 @@
 #!/usr/bin/env node
 import { main } from "../src/cli.ts";
 
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: after a fatal error, children's pipes would keep the
+// event loop (and so this process) alive; the children follow us out
+// through their parent-death signal.
+process.exit(await main(process.argv.slice(2)));

@@ -6,6 +6,7 @@ import { loadConfig, redactConfig, renderNatsServerConfig, natsServerConfPath, t
 import { createLogger, type LogFormat } from "./log.ts";
 import { startNode } from "./node/run.ts";
 import { Bridge } from "./bridge/client.ts";
+import { formatPeerList, peerList, peerRemove } from "./cluster/peers.ts";
 import { ExitCode, NatsTsnetError } from "./errors.ts";
 
 function int(v: string): number {
@@ -79,6 +80,25 @@ export async function main(argv: string[]): Promise<number> {
     .action((o: { config?: string }) => {
       const c = loadConfig({ file: o.config });
       process.stdout.write(renderNatsServerConfig(c, { confPath: natsServerConfPath(c) }));
+    });
+
+  const peer = program.command("peer").description("cluster membership, seen from this host's node");
+  peer
+    .command("list")
+    .description("tailnet peers, routes and the JetStream meta group side by side")
+    .option("-c, --config <file>", "the node's config file")
+    .option("--json", "print JSON")
+    .action(async (o: { config?: string; json?: boolean }) => {
+      const l = await peerList(loadConfig({ file: o.config }));
+      process.stdout.write(o.json ? JSON.stringify(l, null, 2) + "\n" : formatPeerList(l));
+    });
+  peer
+    .command("remove <name>")
+    .description("remove a server that is gone for good from the JetStream meta group")
+    .option("-c, --config <file>", "the node's config file")
+    .action(async (name: string, o: { config?: string }) => {
+      await peerRemove(loadConfig({ file: o.config }), name);
+      process.stdout.write(`removed ${name} from the JetStream meta group\n`);
     });
 
   program

@@ -48,7 +48,7 @@ export async function runDev(o: DevOptions): Promise<void> {
     }
     const proxy = await tailnet.startProxy("dev-client", { to: `${names[0]}:4222`, port: Number(m[2]) });
     // Ready means a real client can use JetStream through the tailnet.
-    const nc = await withTimeout(connect({ servers: proxy.url, name: "nats-tsnet-dev-check" }), 30_000, "no NATS connection through the tailnet");
+    const nc = await withTimeout(connect({ servers: proxy.url, name: "nats-tsnet-dev-check", ignoreClusterUpdates: true }), 30_000, "no NATS connection through the tailnet");
     const jsm = await jetstreamManager(nc);
     await jsm.getAccountInfo();
     await nc.close();
@@ -59,7 +59,8 @@ export async function runDev(o: DevOptions): Promise<void> {
       `  nats CLI:  nats -s ${url} server info\n` +
       `             nats -s ${url} stream add demo --subjects 'demo.>' --defaults\n` +
       `  nats.js:   import { connect } from "@nats-io/transport-node";\n` +
-      `             const nc = await connect({ servers: "${url}" });\n` +
+      `             // this host is not on the tailnet: keep to the local URL on reconnect\n` +
+      `             const nc = await connect({ servers: "${url}", ignoreClusterUpdates: true });\n` +
       `             nc.publish("demo.hello", "hi");\n`,
     );
   } catch (e) {

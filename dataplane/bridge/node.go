@@ -389,8 +389,10 @@ func (n *Node) add(f *Forwarder) error {
 	return nil
 }
 
-// Close removes a listener or forwarder by name.
-func (n *Node) CloseListener(name string) error {
+// CloseListener removes a listener or forwarder by name. With drain, open
+// connections are left to finish (lame duck moves them off gradually);
+// otherwise they are cut at once.
+func (n *Node) CloseListener(name string, drain bool) error {
 	n.mu.Lock()
 	f, ok := n.fwds[name]
 	delete(n.fwds, name)
@@ -398,8 +400,24 @@ func (n *Node) CloseListener(name string) error {
 	if !ok {
 		return coded("ERR_NOT_FOUND", "no listener named %q", name)
 	}
-	f.Close()
+	if drain {
+		_ = f.Listener.Close()
+	} else {
+		f.Close()
+	}
 	return nil
+}
+
+// CloseAll cuts every listener and connection, so that peers see a clean
+// close instead of a tailnet connection that silently stops answering.
+func (n *Node) CloseAll() {
+	n.mu.Lock()
+	fs := n.fwds
+	n.fwds = map[string]*Forwarder{}
+	n.mu.Unlock()
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 // mustLoopback keeps the bridge from ever being told to open or reach a

@@ -7,12 +7,12 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CLI, type LabProxy } from "../../localtailnet/mod.ts";
 import { exited } from "../../controlplane/src/supervise/spawn.ts";
 import { ExitCode } from "../../controlplane/src/errors.ts";
-import { eventually, logTail, startTestTailnet, type TestTailnet } from "./helpers.ts";
+import { eventually, logTail, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -28,7 +28,7 @@ describe("a single node on the local tailnet", () => {
     await t.tailnet.startNode("nats-1", { config: { nats: { standalone: true } } });
     client = await t.tailnet.startProxy("client-1", { to: "nats-1:4222" });
     monitor = await t.tailnet.startProxy("client-2", { to: "nats-1:8222" });
-    nc = await eventually(() => connect({ servers: client.url, name: "foundation-test", timeout: 3000 }), 30_000, "NATS connection through the tailnet");
+    nc = await eventually(() => natsConnect(client.url, { name: "foundation-test", timeout: 3000 }), 30_000, "NATS connection through the tailnet");
   });
 
   after(async () => {

@@ -5,13 +5,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createLogger } from "../../controlplane/src/log.ts";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { LocalTailnet } from "../../localtailnet/mod.ts";
+
+/**
+ * A nats.js client for tests. Servers gossip their tailnet names to clients
+ * (client_advertise); this process is not on the tailnet, so it must never
+ * try them: resolving a tailnet name here would ask the host's resolver.
+ */
+export function natsConnect(servers: string | string[], opts: ConnectionOptions = {}): Promise<NatsConnection> {
+  return connect({ timeout: 3000, ...opts, servers, ignoreClusterUpdates: true });
+}
 
 export interface TestTailnet {
   tailnet: LocalTailnet;
   dir: string;
   logFile: string;
   cleanup(): Promise<void>;
+  /** Runs before the tailnet is torn down, even when a test failed half-way. */
+  onCleanup(fn: () => unknown): void;
 }
 
 export async function startTestTailnet(name: string): Promise<TestTailnet> {
@@ -19,9 +31,12 @@ export async function startTestTailnet(name: string): Promise<TestTailnet> {
   const logFile = join(dir, "test.log");
   const log = createLogger({ level: "debug", dest: createWriteStream(logFile) });
   const tailnet = await LocalTailnet.start({ dir: join(dir, "lab"), log, verbose: true });
+  const hooks: Array<() => unknown> = [];
   return {
     tailnet, dir, logFile,
+    onCleanup: (fn) => hooks.push(fn),
     cleanup: async () => {
+      for (const h of hooks.reverse()) await Promise.resolve().then(h).catch(() => {});
       await tailnet.stop();
       if (!process.env.KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
     },

@@ -169,8 +169,9 @@ export class Bridge extends EventEmitter {
   forward(a: { name: string; listen?: string; targets: string[] }): Promise<{ name: string; addr: string }> {
     return this.request("forward", a);
   }
-  closeListener(name: string): Promise<unknown> {
-    return this.request("close", { name });
+  /** Closes a listener; with drain, its open connections are left to finish. */
+  closeListener(name: string, drain = false): Promise<unknown> {
+    return this.request("close", { name, drain });
   }
 
   /** Ends the bridge: closing stdin tells it its supervisor let go. */

@@ -19,7 +19,10 @@ const NATS_LEVEL: Record<string, "info" | "warn" | "error" | "debug" | "trace"> 
 
 export async function startNatsServer(o: NatsServerOptions): Promise<ChildProcess> {
   const log = o.log.child({ component: "nats-server" });
-  const child = spawnChild({ cmd: binaryPath("nats-server"), args: ["-c", o.confPath] });
+  // nats-server needs nothing of ours from the environment, least of all the auth key.
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith("TS_") || k.startsWith("NATS_TSNET_")) delete env[k];
+  const child = spawnChild({ cmd: binaryPath("nats-server"), args: ["-c", o.confPath], env });
   // nats-server logs "[pid] date time [LVL] message"; keep its level.
   const onLine = (line: string) => {
     const m = /^\[\d+\] \S+ \S+ \[(\w{3})\] (.*)$/.exec(line);

@@ -132,7 +132,8 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
       const b = bridgeSup.release();
       const n = nats.release();
       // No new tailnet connections while nats-server drains its clients.
-      await Promise.allSettled([bridge.closeListener("client"), bridge.closeListener("monitor")]);
+      // Open connections stay: lame duck moves them to other nodes gradually.
+      await Promise.allSettled([bridge.closeListener("client", true), bridge.closeListener("monitor", true)]);
       if (n) await stopNats(n, mode, config, log);
       if (b) await bridge.stop();
       log.info("stopped");

@@ -173,12 +173,13 @@ func serveControl(ctx context.Context, ch *bridge.Channel, n *bridge.Node, stop 
 	})
 	ch.Handle("close", func(raw json.RawMessage) (any, error) {
 		var a struct {
-			Name string `json:"name"`
+			Name  string `json:"name"`
+			Drain bool   `json:"drain"`
 		}
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return nil, err
 		}
-		return map[string]any{}, n.CloseListener(a.Name)
+		return map[string]any{}, n.CloseListener(a.Name, a.Drain)
 	})
 	go func() {
 		_ = ch.Serve(os.Stdin)
@@ -193,6 +194,8 @@ func runNode(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slo
 	serveControl(ctx, ch, n, stop)
 	go n.WatchPeers(ctx, func(st *bridge.Status) { ch.Emit("peers", st) })
 	<-ctx.Done()
+	n.CloseAll()
+	time.Sleep(100 * time.Millisecond) // let the FINs leave before the netstack goes
 	_ = n.Srv.Close()
 }
 
