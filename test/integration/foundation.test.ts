@@ -86,6 +86,22 @@ describe("a single node on the local tailnet", () => {
     assert.ok(listeners.includes("127.0.0.1:18222"), `monitoring port on loopback: ${listeners}`);
   });
 
+  test("forwarders try every tailnet address: IPv6 works, and a dead first address falls back", async () => {
+    const node = t.tailnet.nodes.get("nats-1")!;
+    const ips = client.bridge.status!.peers.find((p) => p.name === "nats-1")!.ips;
+    const v6 = ips.find((ip) => ip.includes(":"))!;
+    assert.ok(v6, `nats-1 has an IPv6 tailnet address: ${ips}`);
+    // Read the first bytes (the INFO line) through a forwarder, from inside the client's host.
+    const infoThrough = async (name: string, targets: string[]) => {
+      const f = await client.bridge.forward({ name, listen: "127.0.0.1:0", targets });
+      const script = `const s=require("net").connect(${f.addr.split(":")[1]},"127.0.0.1");s.once("data",d=>{process.stdout.write(d.toString().split(" ")[0]);s.destroy()});s.on("error",e=>{console.error(e.message);process.exit(1)})`;
+      return t.tailnet.net.exec(client.host.name, process.execPath, ["-e", script]);
+    };
+    assert.equal(await infoThrough("v6-only", [`[${v6}]:4222`]), "INFO");
+    assert.equal(await infoThrough("fallback", ["100.64.0.250:4222", `[${v6}]:4222`]), "INFO");
+    assert.ok(node.host.netns);
+  });
+
   test("a nats-server crash is restarted and clients come back", async () => {
     const node = t.tailnet.nodes.get("nats-1")!;
     const pidOf = () => execFileSync("ip", ["netns", "pids", node.host.netns], { encoding: "utf8" })
