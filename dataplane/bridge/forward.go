@@ -50,7 +50,12 @@ type Forwarder struct {
 	// ProxyHeader, when set, writes a PROXY v2 header carrying the
 	// caller's tailnet address on the upstream leg before any payload.
 	ProxyHeader bool
-	Log         *slog.Logger
+	// Pre, when set, inspects the caller before anything is dialed; the
+	// bytes it returns are written upstream first (a rewritten first line).
+	Pre func(c net.Conn) (net.Conn, []byte, error)
+	// Post, when set, runs on both legs after the dial (protocol handshakes).
+	Post func(c, up net.Conn) (net.Conn, net.Conn, error)
+	Log  *slog.Logger
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -100,6 +105,18 @@ func (f *Forwarder) handle(c net.Conn) {
 			return
 		}
 	}
+	var first []byte
+	if f.Pre != nil {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		wrapped, b, err := f.Pre(c)
+		if err != nil {
+			f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "reason", err.Error())
+			_ = c.Close()
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		c, first = wrapped, b
+	}
 	up, err := f.Dial(ctx, c)
 	if err != nil {
 		f.Log.Warn("upstream dial failed", "listener", f.Name, "from", remote.String(), "err", err)
@@ -114,6 +131,28 @@ func (f *Forwarder) handle(c net.Conn) {
 			_ = up.Close()
 			return
 		}
+	}
+	if first != nil {
+		if _, err := up.Write(first); err != nil {
+			_ = c.Close()
+			_ = up.Close()
+			return
+		}
+	}
+	if f.Post != nil {
+		// A silent or slow-talking caller must not hold a slot forever.
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_ = up.SetReadDeadline(time.Now().Add(10 * time.Second))
+		nc, nup, err := f.Post(c, up)
+		if err != nil {
+			f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "reason", err.Error())
+			_ = c.Close()
+			_ = up.Close()
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		_ = up.SetReadDeadline(time.Time{})
+		c, up = nc, nup
 	}
 	Pump(c, up)
 }

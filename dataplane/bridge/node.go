@@ -39,7 +39,8 @@ type Node struct {
 	LC  *local.Client
 	Log *slog.Logger
 
-	diag *ring
+	diag   *ring
+	signer *Signer
 
 	mu   sync.Mutex
 	fwds map[string]*Forwarder
@@ -64,6 +65,9 @@ type Status struct {
 	Self         Device   `json:"self"`
 	Peers        []Device `json:"peers"`
 	MagicDNS     string   `json:"magicDNSSuffix,omitempty"`
+	// ProxyKey is the public nkey this bridge signs proxied client
+	// connections with; nats-server trusts it (proxies.trusted).
+	ProxyKey string `json:"proxyKey,omitempty"`
 }
 
 // Up joins the tailnet and waits for Running. On failure it returns a
@@ -93,7 +97,11 @@ func Up(ctx context.Context, o Options, log *slog.Logger) (*Node, error) {
 			log.Info(line, "component", "tsnet")
 		},
 	}
-	n := &Node{Srv: srv, Log: log, diag: diag, fwds: map[string]*Forwarder{}}
+	signer, err := NewSigner()
+	if err != nil {
+		return nil, coded("ERR_KEY", "making the trusted-proxy key: %w", err)
+	}
+	n := &Node{Srv: srv, Log: log, diag: diag, fwds: map[string]*Forwarder{}, signer: signer}
 	lc, err := srv.LocalClient()
 	if err != nil {
 		return nil, coded("ERR_TAILNET_START", "starting tsnet: %w", err)
@@ -201,7 +209,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Status{BackendState: st.BackendState, MagicDNS: st.MagicDNSSuffix, Peers: []Device{}}
+	out := &Status{BackendState: st.BackendState, MagicDNS: st.MagicDNSSuffix, Peers: []Device{}, ProxyKey: n.signer.Public()}
 	if st.Self != nil {
 		out.Self = device(st, st.Self)
 	}
@@ -308,6 +316,11 @@ type ListenArgs struct {
 	Target        string   `json:"target"`
 	ProxyProtocol bool     `json:"proxyProtocol"`
 	AllowTags     []string `json:"allowTags,omitempty"`
+	// SignClients makes this a NATS trusted proxy: proxy_sig goes into
+	// every client's CONNECT.
+	SignClients bool `json:"signClients,omitempty"`
+	// RouteSecret is put into every inbound route's CONNECT.
+	RouteSecret *RouteSecret `json:"routeSecret,omitempty"`
 }
 
 func (n *Node) Listen(a ListenArgs) (any, error) {
@@ -334,6 +347,15 @@ func (n *Node) Listen(a ListenArgs) (any, error) {
 	if len(a.AllowTags) > 0 {
 		f.Admit = n.AdmitTags(a.AllowTags)
 	}
+	if a.SignClients {
+		f.Post = n.signer.SignClient
+	}
+	if rs := a.RouteSecret; rs != nil {
+		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) {
+			nc, err := rs.InjectRoute(c, up)
+			return nc, up, err
+		}
+	}
 	if err := n.add(f); err != nil {
 		return nil, err
 	}
@@ -346,6 +368,9 @@ type ForwardArgs struct {
 	Name    string   `json:"name"`
 	Listen  string   `json:"listen"`
 	Targets []string `json:"targets"`
+	// RouteSecret, when set, admits only callers whose route CONNECT
+	// carries it (our own nats-server) and strips it before it leaves.
+	RouteSecret *RouteSecret `json:"routeSecret,omitempty"`
 }
 
 func (n *Node) Forward(a ForwardArgs) (any, error) {
@@ -370,6 +395,9 @@ func (n *Node) Forward(a ForwardArgs) (any, error) {
 		Dial: func(ctx context.Context, _ net.Conn) (net.Conn, error) {
 			return DialFirst(ctx, n.Srv.Dial, targets)
 		},
+	}
+	if rs := a.RouteSecret; rs != nil {
+		f.Pre = rs.CheckRoute
 	}
 	if err := n.add(f); err != nil {
 		return nil, err

@@ -25,6 +25,8 @@ export interface TailnetStatus {
   self: Device;
   peers: Device[];
   magicDNSSuffix?: string;
+  /** Public nkey the bridge signs proxied client connections with. */
+  proxyKey?: string;
 }
 
 export interface WhoIs {
@@ -163,10 +165,18 @@ export class Bridge extends EventEmitter {
   whois(addr: string): Promise<WhoIs> {
     return this.request("whois", { addr });
   }
-  listen(a: { name: string; port: number; target: string; proxyProtocol?: boolean; allowTags?: string[] }): Promise<unknown> {
+  listen(a: {
+    name: string;
+    port: number;
+    target: string;
+    proxyProtocol?: boolean;
+    allowTags?: string[];
+    signClients?: boolean;
+    routeSecret?: { User: string; Pass: string };
+  }): Promise<unknown> {
     return this.request("listen", a);
   }
-  forward(a: { name: string; listen?: string; targets: string[] }): Promise<{ name: string; addr: string }> {
+  forward(a: { name: string; listen?: string; targets: string[]; routeSecret?: { User: string; Pass: string } }): Promise<{ name: string; addr: string }> {
     return this.request("forward", a);
   }
   /** Closes a listener; with drain, its open connections are left to finish. */

@@ -20,6 +20,8 @@ export interface ReconcilerOptions {
   config: Config;
   log: Logger;
   bridge: () => Bridge;
+  /** This node's route secret; the forwarders demand it from nats-server. */
+  routeSecret: { User: string; Pass: string };
   /** Writes nats-server's config with these route URLs and reloads it. */
   applyRoutes: (urls: string[]) => Promise<void>;
   debounceMs?: number;
@@ -50,6 +52,7 @@ export class RouteReconciler {
       name: `route:${r.member.id}`,
       listen: `${r.alias}:${this.o.config.nats.loopback.cluster_port}`,
       targets: dialTargets(r.member.ips, this.o.config.nats.cluster_port),
+      routeSecret: this.o.routeSecret,
     });
   }
 

@@ -10,6 +10,8 @@ export interface RenderExtra {
   /** Route URLs to peers, i.e. the bridge's local forwarders ("nats://127.0.0.1:<port>"). */
   routes?: readonly string[];
   clusterAdvertise?: string;
+  /** Credentials a route must present on the cluster port. */
+  clusterAuthorization?: { user: string; password: string };
   clientAdvertise?: string;
   /** Raw NATS-conf blocks (auth callout, trusted proxies, ...), placed before the user's include. */
   extraBlocks?: readonly string[];
@@ -58,6 +60,9 @@ export function renderNatsServerConfig(config: Config, extra: RenderExtra = {}):
     `  name: ${q(nats.cluster_name)}`,
     `  listen: ${q(`${LOOPBACK}:${nats.loopback.cluster_port}`)}`,
     ...(extra.clusterAdvertise ? [`  advertise: ${q(extra.clusterAdvertise)}`] : []),
+    ...(extra.clusterAuthorization
+      ? [`  authorization { user: ${q(extra.clusterAuthorization.user)}, password: ${q(extra.clusterAuthorization.password)} }`]
+      : []),
     // Clients learn other nodes' client URLs only when we know their tailnet
     // names (client_advertise); loopback URLs must never reach a client.
     `  no_advertise: ${extra.clientAdvertise ? "false" : "true"}`,

@@ -9,7 +9,7 @@ import { renderNatsServerConfig, natsServerConfPath, resolveAuthKey, redactConfi
 import { q } from "../config/render.ts";
 import { Bridge, type TailnetStatus } from "../bridge/client.ts";
 import { startNatsServer } from "./natsServer.ts";
-import { accountsBlock, loadOrCreateSecrets } from "./secrets.ts";
+import { accountsBlock, loadOrCreateSecrets, ROUTE_USER } from "./secrets.ts";
 import { Supervisor } from "../supervise/restart.ts";
 import { exited, terminate } from "../supervise/spawn.ts";
 import { TailnetError, type NatsTsnetError } from "../errors.ts";
@@ -62,15 +62,21 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
   // 2. nats-server, on loopback only, with routes to the peers we know now.
   const confPath = natsServerConfPath(config);
   const clustered = !config.nats.standalone;
+  const routeSecret = { User: ROUTE_USER, Pass: secrets.route_password };
+  // Route URLs carry this node's route secret: the loopback forwarder lets
+  // through only connections that present it (our own nats-server).
+  const withSecret = (u: string) => u.replace("://", `://${ROUTE_USER}:${secrets.route_password}@`);
+  const selfRoute = `nats-route://127.0.0.1:${config.nats.loopback.cluster_port}`;
   const render = (routes: string[]) => {
     const text = renderNatsServerConfig(config, {
       confPath,
-      routes,
+      routes: (routes.length ? routes : [selfRoute]).map(withSecret),
+      clusterAuthorization: { user: ROUTE_USER, password: secrets.route_password },
       // Our own route alias: the address every peer's forwarder to us listens on.
       clusterAdvertise: clustered ? `${routeAlias(status.self)}:${config.nats.loopback.cluster_port}` : undefined,
       // Clients learn each node by its tailnet name, never a loopback URL.
       clientAdvertise: clustered && status.self.dnsName ? `${status.self.dnsName}:${config.nats.client_port}` : undefined,
-      extraBlocks: [accountsBlock(secrets, q)],
+      extraBlocks: [accountsBlock(secrets, q, bridge.status!.proxyKey!)],
     });
     writeFileSync(confPath + ".tmp", text, { mode: 0o600 });
     renameSync(confPath + ".tmp", confPath);
@@ -79,6 +85,7 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
     config,
     log,
     bridge: () => bridge,
+    routeSecret,
     applyRoutes: async (urls) => {
       render(urls);
       // SIGHUP: nats-server re-reads its config; route changes apply live.
@@ -94,13 +101,13 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
 
   // 3. The tailnet faces.
   const openFaces = async (b: Bridge) => {
-    await b.listen({ name: "client", port: config.nats.client_port, target: `127.0.0.1:${config.nats.loopback.client_port}`, proxyProtocol: true });
+    await b.listen({ name: "client", port: config.nats.client_port, target: `127.0.0.1:${config.nats.loopback.client_port}`, proxyProtocol: true, signClients: true });
     if (config.nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: config.nats.monitor_port, target: `127.0.0.1:${config.nats.loopback.monitor_port}` });
     }
     if (clustered) {
       // Only devices carrying the cluster tag may open a route, whatever the ACL says.
-      await b.listen({ name: "cluster", port: config.nats.cluster_port, target: `127.0.0.1:${config.nats.loopback.cluster_port}`, allowTags: [tag] });
+      await b.listen({ name: "cluster", port: config.nats.cluster_port, target: `127.0.0.1:${config.nats.loopback.cluster_port}`, allowTags: [tag], routeSecret });
     }
   };
   const watchPeers = (b: Bridge) => {
@@ -113,6 +120,9 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
   const bridgeSup = new Supervisor("bridge", async () => {
     if (bridge.child.exitCode === null && bridge.child.signalCode === null) return bridge.child;
     bridge = await Bridge.start(bridgeOpts);
+    // A new bridge has a new signing key: trust it before opening the face.
+    render(routes.routeUrls());
+    nats.child?.kill("SIGHUP");
     await routes.reopen();
     await openFaces(bridge);
     watchPeers(bridge);

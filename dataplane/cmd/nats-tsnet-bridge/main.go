@@ -40,15 +40,15 @@ func main() {
 	mode, args := os.Args[1], os.Args[2:]
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
 	var (
-		o          bridge.Options
-		tags       string
-		authFile   string
-		logUpload  bool
-		listen     string
-		to         string
-		socksAddr  string
-		upTimeout  = fs.Duration("up-timeout", 60*time.Second, "how long to wait for the tailnet")
-		port       = fs.Int("port", 0, "WireGuard UDP port (0 = any)")
+		o         bridge.Options
+		tags      string
+		authFile  string
+		logUpload bool
+		listen    string
+		to        string
+		socksAddr string
+		upTimeout = fs.Duration("up-timeout", 60*time.Second, "how long to wait for the tailnet")
+		port      = fs.Int("port", 0, "WireGuard UDP port (0 = any)")
 	)
 	fs.StringVar(&o.Hostname, "hostname", "", "tailnet device name")
 	fs.StringVar(&o.Dir, "dir", "", "tsnet state directory")

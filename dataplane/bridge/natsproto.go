@@ -1,0 +1,202 @@
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/nats-io/nkeys"
+)
+
+// maxProtoLine bounds the INFO and CONNECT lines we parse. A CONNECT with a
+// user JWT is a few KiB; anything near this is hostile and is refused
+// before it reaches nats-server.
+const maxProtoLine = 64 * 1024
+
+var errLineTooLong = errors.New("protocol line too long")
+
+// readLine reads one CRLF-terminated protocol line, refusing long ones.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		line = append(line, frag...)
+		if len(line) > maxProtoLine {
+			return nil, errLineTooLong
+		}
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+	}
+}
+
+// rewriteConnect parses "CONNECT {json}\r\n", lets edit change the
+// fields, and returns the new line. Unknown fields pass through untouched.
+func rewriteConnect(line []byte, edit func(map[string]json.RawMessage) error) ([]byte, error) {
+	body, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("CONNECT "))
+	if !ok {
+		return nil, fmt.Errorf("first client line is not CONNECT")
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(bytes.TrimSpace(body), &m); err != nil {
+		return nil, fmt.Errorf("CONNECT is not a JSON object: %w", err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("CONNECT is not a JSON object")
+	}
+	if err := edit(m); err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte("CONNECT "), out...), '\r', '\n'), nil
+}
+
+// bufConn is a net.Conn whose reads come through a bufio.Reader, so bytes
+// read ahead while parsing the first line are not lost to the pump.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// Signer holds the trusted-proxy key. It is made fresh in memory at every
+// start and never written anywhere: only this process can sign, so only
+// connections that came through the tailnet face carry a valid proxy_sig.
+type Signer struct {
+	kp  nkeys.KeyPair
+	pub string
+}
+
+func NewSigner() (*Signer, error) {
+	kp, err := nkeys.CreateServer()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{kp: kp, pub: pub}, nil
+}
+
+func (s *Signer) Public() string { return s.pub }
+
+// SignClient relays the server's INFO to the client, then signs the INFO
+// nonce into the client's CONNECT as proxy_sig (nats-server's trusted
+// proxies). A client-supplied proxy_sig is replaced, never trusted.
+func (s *Signer) SignClient(client, upstream net.Conn) (net.Conn, net.Conn, error) {
+	ur := bufio.NewReaderSize(upstream, 4096)
+	info, err := readLine(ur)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading server INFO: %w", err)
+	}
+	var fields struct {
+		Nonce string `json:"nonce"`
+	}
+	infoBody, ok := bytes.CutPrefix(info, []byte("INFO "))
+	if !ok || json.Unmarshal(bytes.TrimSpace(infoBody), &fields) != nil || fields.Nonce == "" {
+		return nil, nil, errors.New("server INFO carries no nonce: is nats-server configured with this bridge as a trusted proxy?")
+	}
+	if _, err := client.Write(info); err != nil {
+		return nil, nil, err
+	}
+	cr := bufio.NewReaderSize(client, 4096)
+	line, err := readLine(cr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading client CONNECT: %w", err)
+	}
+	sig, err := s.kp.Sign([]byte(fields.Nonce))
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
+		b, _ := json.Marshal(base64.RawURLEncoding.EncodeToString(sig))
+		m["proxy_sig"] = b
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := upstream.Write(out); err != nil {
+		return nil, nil, err
+	}
+	return &bufConn{client, cr}, &bufConn{upstream, ur}, nil
+}
+
+// RouteSecret guards the cluster port. nats-server's cluster authorization
+// wants this user/password; only the bridge knows to present it:
+//   - inbound (a peer's route arriving over the tailnet): the bridge puts
+//     the secret into the peer's CONNECT, after the tailnet tag check;
+//   - outbound (our nats-server dialing a peer through a loopback
+//     forwarder): the forwarder demands the secret in our nats-server's
+//     CONNECT and strips it before it leaves, so a local process cannot use
+//     the forwarder as a way into a peer's cluster either.
+type RouteSecret struct {
+	User, Pass string
+}
+
+// InjectRoute rewrites the peer's route CONNECT to carry our secret. The
+// server's INFO flows to the peer meanwhile (routes do not wait for it).
+func (rs RouteSecret) InjectRoute(peer, upstream net.Conn) (net.Conn, error) {
+	pr := bufio.NewReaderSize(peer, 4096)
+	line, err := readLine(pr)
+	if err != nil {
+		return nil, fmt.Errorf("reading route CONNECT: %w", err)
+	}
+	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
+		m["user"], _ = json.Marshal(rs.User)
+		m["pass"], _ = json.Marshal(rs.Pass)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := upstream.Write(out); err != nil {
+		return nil, err
+	}
+	return &bufConn{peer, pr}, nil
+}
+
+// CheckRoute verifies that a connection to an outbound route forwarder
+// comes from our own nats-server (it presents the secret) and strips the
+// secret before the CONNECT goes over the tailnet.
+func (rs RouteSecret) CheckRoute(local net.Conn) (net.Conn, []byte, error) {
+	lr := bufio.NewReaderSize(local, 4096)
+	line, err := readLine(lr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading route CONNECT: %w", err)
+	}
+	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
+		var user, pass string
+		_ = json.Unmarshal(m["user"], &user)
+		_ = json.Unmarshal(m["pass"], &pass)
+		if subtle.ConstantTimeCompare([]byte(user+"\x00"+pass), []byte(rs.User+"\x00"+rs.Pass)) != 1 {
+			return errors.New("route CONNECT without this node's route secret: not our nats-server")
+		}
+		delete(m, "user")
+		delete(m, "pass")
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &bufConn{local, lr}, out, nil
+}
