@@ -133,6 +133,11 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
 
   const faces = [`nats://${status.self.name}:${config.nats.client_port}`];
   if (config.nats.monitor_port > 0) faces.push(`http://${status.self.name}:${config.nats.monitor_port}`);
+  // Until identity-based auth lands, say plainly what "no auth" means here.
+  log.warn(
+    { account: "APP" },
+    "auth mode none: every device the tailnet ACL lets reach the client port may publish and subscribe to anything in account APP; local processes are still refused",
+  );
   log.info({ server_name: config.nats.server_name, faces, peers: routes.routes.size, clustered }, "ready");
 
   let stopping: Promise<void> | undefined;
