@@ -10,7 +10,9 @@ import { createLogger } from "../controlplane/src/log.ts";
 import { LocalTailnet } from "../localtailnet/mod.ts";
 
 function rssOf(pid: string): { comm: string; rssKiB: number } {
-  const comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  // Node names its main thread, so tell processes apart by what they run.
+  const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  const comm = cmd.some((a) => a.endsWith("nats-tsnet.ts")) ? "node" : cmd[0]!.split("/").pop()!;
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return { comm, rssKiB: m ? Number(m[1]) : 0 };
 }
@@ -26,8 +28,8 @@ try {
   await sleep(idleSeconds * 1000);
   const ns = tailnet.nodes.get("nats-1")!.host.netns;
   const procs = execFileSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).split("\n").filter(Boolean).map(rssOf);
-  const label = (c: string) => (c === "node" ? "nats-tsnet (Node.js)" : c === "nats-tsnet-brid" ? "bridge (tsnet)" : c);
-  const rows = procs.filter((p) => ["node", "nats-tsnet-brid", "nats-server"].includes(p.comm));
+  const label = (c: string) => (c === "node" ? "nats-tsnet (Node.js)" : c === "nats-tsnet-bridge" ? "bridge (tsnet)" : c);
+  const rows = procs.filter((p) => ["node", "nats-tsnet-bridge", "nats-server"].includes(p.comm));
   const total = rows.reduce((a, p) => a + p.rssKiB, 0);
   console.log(`idle ${idleSeconds}s, ${clustered ? "3-node cluster" : "single node"}, resident memory of nats-1:`);
   for (const p of rows) console.log(`  ${label(p.comm).padEnd(24)} ${(p.rssKiB / 1024).toFixed(1).padStart(7)} MiB`);

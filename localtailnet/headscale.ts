@@ -19,13 +19,22 @@ export const CLUSTER_TAG = "tag:nats-js";
 export const DEV_USER = "dev";
 export const BASE_DOMAIN = "tailnet.internal";
 
-/** The reference design's ACL, plus the monitoring port for members. */
+export const CAPABILITY = "nats-tsnet.dev/cap/nats";
+
+/**
+ * The reference design's ACL, plus the monitoring port for members, plus
+ * one grant: on this private dev tailnet every member may do anything in
+ * NATS (auth mode tailnet is on; a real tailnet grants far less).
+ */
 export function defaultPolicy(tag = CLUSTER_TAG): Record<string, unknown> {
   return {
     tagOwners: { [tag]: [`${DEV_USER}@`] },
     acls: [
       { action: "accept", src: [tag], dst: [`${tag}:4222`, `${tag}:6222`, `${tag}:8222`] },
       { action: "accept", src: ["autogroup:member"], dst: [`${tag}:4222`, `${tag}:8222`] },
+    ],
+    grants: [
+      { src: ["autogroup:member"], dst: [tag], app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] } },
     ],
   };
 }
@@ -111,6 +120,15 @@ export class Headscale {
 
   setPolicyFile(policy: Record<string, unknown>): void {
     writeFileSync(join(this.dir, "policy.hujson"), JSON.stringify(policy, null, 2));
+  }
+
+  /** Replaces the policy of the running server (headscale re-reads it on SIGHUP). */
+  async setPolicy(policy: Record<string, unknown>): Promise<void> {
+    this.setPolicyFile(policy);
+    this.child?.kill("SIGHUP");
+    // Reloading is quick; the CLI answering again means the new policy is in force.
+    await new Promise((r) => setTimeout(r, 500));
+    await this.cli(["users", "list"]);
   }
 
   async start(timeoutMs = 30_000): Promise<void> {

@@ -112,7 +112,10 @@ export class LocalTailnet {
         }
         node.lines.push(o);
         const lvl = Number(o.level);
-        if (this.verbose || lvl >= 40) log[lvl >= 50 ? "error" : lvl >= 40 ? "warn" : "info"]({ from: o.component }, String(o.msg));
+        if (this.verbose || lvl >= 40) {
+          const { level: _l, time: _t, msg, component, ...rest } = o;
+          log[lvl >= 50 ? "error" : lvl >= 40 ? "warn" : "info"]({ from: component, ...rest }, String(msg));
+        }
         if (o.msg === "ready") resolve();
       };
       eachLine(child.stderr, onLine);
@@ -184,12 +187,12 @@ export class LocalTailnet {
    * here, in our namespace, and handed to the bridge, which runs inside its
    * namespace: the port is on the real loopback, the device on the lab net.
    */
-  async startProxy(name: string, o: { to: string; port?: number; socks5?: boolean }): Promise<LabProxy> {
+  async startProxy(name: string, o: { to: string; port?: number; socks5?: boolean; user?: string; tags?: string[] }): Promise<LabProxy> {
     const host = this.net.hosts.get(name) ?? this.net.addHost(name);
     const servers = [await listenLoopback(o.port ?? 0)];
     if (o.socks5) servers.push(await listenLoopback(0));
     const port = (servers[0]!.address() as { port: number }).port;
-    const authKey = await this.headscale.authKey({});
+    const authKey = await this.headscale.authKey(o.tags?.length ? { tags: o.tags } : { user: o.user });
     const bridgeP = Bridge.start({
       mode: "client",
       hostname: name,

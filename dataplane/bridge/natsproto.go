@@ -9,6 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nkeys"
 )
@@ -103,6 +107,13 @@ func (s *Signer) Public() string { return s.pub }
 // nonce into the client's CONNECT as proxy_sig (nats-server's trusted
 // proxies). A client-supplied proxy_sig is replaced, never trusted.
 func (s *Signer) SignClient(client, upstream net.Conn) (net.Conn, net.Conn, error) {
+	return s.signClient(client, upstream, nil, nil)
+}
+
+// signClient also, when label is set, prefixes the client's CONNECT name
+// with its tailnet identity, so /connz and `nats server report
+// connections` show who is connected whatever name the client chose.
+func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label func(remote string) string) (net.Conn, net.Conn, error) {
 	ur := bufio.NewReaderSize(upstream, 4096)
 	info, err := readLine(ur)
 	if err != nil {
@@ -130,6 +141,16 @@ func (s *Signer) SignClient(client, upstream net.Conn) (net.Conn, net.Conn, erro
 	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
 		b, _ := json.Marshal(base64.RawURLEncoding.EncodeToString(sig))
 		m["proxy_sig"] = b
+		if label != nil {
+			if who := label(client.RemoteAddr().String()); who != "" {
+				var name string
+				_ = json.Unmarshal(m["name"], &name)
+				if name != "" {
+					who += " " + name
+				}
+				m["name"], _ = json.Marshal(who)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -137,6 +158,13 @@ func (s *Signer) SignClient(client, upstream net.Conn) (net.Conn, net.Conn, erro
 	}
 	if _, err := upstream.Write(out); err != nil {
 		return nil, nil, err
+	}
+	if denials != nil {
+		ip := ""
+		if ap, err := netip.ParseAddrPort(client.RemoteAddr().String()); err == nil {
+			ip = ap.Addr().String()
+		}
+		return &bufConn{client, cr}, &explainConn{Conn: upstream, r: ur, ip: ip, denials: denials}, nil
 	}
 	return &bufConn{client, cr}, &bufConn{upstream, ur}, nil
 }
@@ -199,4 +227,93 @@ func (rs RouteSecret) CheckRoute(local net.Conn) (net.Conn, []byte, error) {
 		return nil, nil, err
 	}
 	return &bufConn{local, lr}, out, nil
+}
+
+// Denials remembers why the control plane refused a caller, so that the
+// client sees the reason and not only nats-server's bare "Authorization
+// Violation" (an auth callout's error text never reaches the client).
+type Denials struct {
+	mu sync.Mutex
+	m  map[string]denial
+}
+
+type denial struct {
+	reason string
+	at     time.Time
+}
+
+func (d *Denials) Add(ip, reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]denial{}
+	}
+	now := time.Now()
+	for k, v := range d.m {
+		if now.Sub(v.at) > 30*time.Second {
+			delete(d.m, k)
+		}
+	}
+	// Protocol-safe: no quotes or line breaks inside -ERR '...'.
+	clean := strings.Map(func(r rune) rune {
+		if r == '\'' || r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, reason)
+	d.m[ip] = denial{clean, now}
+}
+
+func (d *Denials) take(ip string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.m[ip]
+	if !ok || time.Since(v.at) > 30*time.Second {
+		return ""
+	}
+	delete(d.m, ip)
+	return v.reason
+}
+
+// explainConn rewrites the first server line after CONNECT when it is the
+// bare authorization violation and the control plane left a reason.
+type explainConn struct {
+	net.Conn
+	r       *bufio.Reader
+	ip      string
+	denials *Denials
+	done    bool
+	pending []byte
+}
+
+const authViolation = "-ERR 'Authorization Violation'\r\n"
+
+func (c *explainConn) Read(p []byte) (int, error) {
+	if !c.done {
+		c.done = true
+		line, err := c.r.ReadSlice('\n')
+		if string(line) == authViolation {
+			// The callout answers before nats-server writes this line.
+			if why := c.denials.take(c.ip); why != "" {
+				line = []byte("-ERR 'Authorization Violation: " + why + "'\r\n")
+			}
+		}
+		c.pending = append([]byte(nil), line...)
+		if len(c.pending) == 0 && err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return 0, err
+		}
+	}
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.r.Read(p)
+}
+
+func (c *explainConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }

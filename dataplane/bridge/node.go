@@ -39,8 +39,9 @@ type Node struct {
 	LC  *local.Client
 	Log *slog.Logger
 
-	diag   *ring
-	signer *Signer
+	diag    *ring
+	signer  *Signer
+	Denials Denials
 
 	mu   sync.Mutex
 	fwds map[string]*Forwarder
@@ -289,6 +290,25 @@ func (n *Node) WhoIs(ctx context.Context, addr string) (*WhoIsResult, error) {
 	return r, nil
 }
 
+// label names the tailnet identity behind an address: tags for a tagged
+// device, the owner's login otherwise, and the device name.
+func (n *Node) label(remote string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	who, err := n.LC.WhoIs(ctx, remote)
+	if err != nil || who.Node == nil {
+		return ""
+	}
+	device, _, _ := strings.Cut(strings.TrimSuffix(who.Node.Name, "."), ".")
+	if len(who.Node.Tags) > 0 {
+		return strings.Join(who.Node.Tags, ",") + " (" + device + ")"
+	}
+	if who.UserProfile != nil {
+		return who.UserProfile.LoginName + " (" + device + ")"
+	}
+	return "(" + device + ")"
+}
+
 // AdmitTags admits callers whose device carries at least one of tags.
 func (n *Node) AdmitTags(tags []string) Admit {
 	return func(ctx context.Context, remote netip.AddrPort) (bool, string, string) {
@@ -319,6 +339,9 @@ type ListenArgs struct {
 	// SignClients makes this a NATS trusted proxy: proxy_sig goes into
 	// every client's CONNECT.
 	SignClients bool `json:"signClients,omitempty"`
+	// NameClients prefixes each client's CONNECT name with its tailnet
+	// identity ("alice@example.com (laptop)" or "tag:svc (svc-1)").
+	NameClients bool `json:"nameClients,omitempty"`
 	// RouteSecret is put into every inbound route's CONNECT.
 	RouteSecret *RouteSecret `json:"routeSecret,omitempty"`
 }
@@ -348,7 +371,11 @@ func (n *Node) Listen(a ListenArgs) (any, error) {
 		f.Admit = n.AdmitTags(a.AllowTags)
 	}
 	if a.SignClients {
-		f.Post = n.signer.SignClient
+		var label func(string) string
+		if a.NameClients {
+			label = n.label
+		}
+		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) { return n.signer.signClient(c, up, &n.Denials, label) }
 	}
 	if rs := a.RouteSecret; rs != nil {
 		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) {
@@ -465,7 +492,10 @@ func mustLoopback(hostport string) error {
 // WatchPeers emits the status whenever the netmap changes. Up to tailscale
 // 1.98 every change arrives as a full NetMap; we re-read Status rather
 // than interpret the delta so that the code survives the move to deltas.
-func (n *Node) WatchPeers(ctx context.Context, emit func(*Status)) {
+//
+// onNetMap runs on every new netmap, changed peers or not: grants and
+// capabilities (who may do what) arrive that way too.
+func (n *Node) WatchPeers(ctx context.Context, emit func(*Status), onNetMap func()) {
 	var last []byte
 	for ctx.Err() == nil {
 		w, err := n.LC.WatchIPNBus(ctx, ipn.NotifyInitialNetMap|ipn.NotifyNoPrivateKeys)
@@ -482,6 +512,9 @@ func (n *Node) WatchPeers(ctx context.Context, emit func(*Status)) {
 				continue
 			}
 			n.sweep()
+			if nt.NetMap != nil && onNetMap != nil {
+				onNetMap()
+			}
 			st, err := n.Status(ctx)
 			if err != nil {
 				continue

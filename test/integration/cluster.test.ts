@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { CLI, CLUSTER_TAG, DEV_USER, type LabProxy } from "../../localtailnet/mod.ts";
+import { CLI, CLUSTER_TAG, defaultPolicy, type LabProxy } from "../../localtailnet/mod.ts";
 import { eventually, logTail, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();
@@ -15,7 +15,7 @@ const enc = new TextEncoder();
 // A deliberately lax ACL that lets ordinary members reach :6222, so that the
 // bridge's own tag check (defence in depth behind the ACL) is what refuses them.
 const LAX_POLICY = {
-  tagOwners: { [CLUSTER_TAG]: [`${DEV_USER}@`] },
+  ...defaultPolicy(),
   acls: [
     { action: "accept", src: [CLUSTER_TAG], dst: [`${CLUSTER_TAG}:4222`, `${CLUSTER_TAG}:6222`, `${CLUSTER_TAG}:8222`] },
     { action: "accept", src: ["autogroup:member"], dst: [`${CLUSTER_TAG}:4222`, `${CLUSTER_TAG}:6222`, `${CLUSTER_TAG}:8222`] },
@@ -158,7 +158,10 @@ describe("a three-node cluster on the tailnet", () => {
 
   test("a fourth tagged node joins live: routes everywhere, no restarts, connections kept", async () => {
     const pidsBefore = Object.fromEntries(names.map((n) => { const p = natsServerPid(t, n)!; return [n, { pid: p, start: startTime(p) }]; }));
-    const cidBefore = nc.info!.client_id;
+    // The server's own view of the connection: same cid before and after.
+    const cidOf = async () => (await t.tailnet.monitor("nats-1", "/connz?limit=1000")).connections.find((c: { name?: string }) => c.name?.endsWith(" cluster-test"))?.cid;
+    const cidBefore = await cidOf();
+    assert.ok(cidBefore, "the test client is connected to nats-1");
     let disconnects = 0;
     void (async () => { for await (const s of nc.status()) if (s.type === "disconnect" || s.type === "reconnect") disconnects++; })();
     const t0 = Date.now();
@@ -173,7 +176,7 @@ describe("a three-node cluster on the tailnet", () => {
       await eventually(() => t.tailnet.nodes.get(n)!.lines.some((l) => l.msg === "peer joined: route added" && l.peer === "nats-4"), 10_000, `${n} logged the join`);
     }
     await nc.flush();
-    assert.equal(nc.info!.client_id, cidBefore, "the client connection was kept");
+    assert.equal(await cidOf(), cidBefore, "the client connection was kept");
     assert.equal(disconnects, 0);
   });
 

@@ -172,6 +172,7 @@ export class Bridge extends EventEmitter {
     proxyProtocol?: boolean;
     allowTags?: string[];
     signClients?: boolean;
+    nameClients?: boolean;
     routeSecret?: { User: string; Pass: string };
   }): Promise<unknown> {
     return this.request("listen", a);

@@ -8,11 +8,12 @@ import { dirname, join, resolve } from "node:path";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { ConfigSchema, type ConfigInput, type LOG_FORMATS, type LOG_LEVELS, type ParsedInput } from "./schema.ts";
+import { ConfigSchema, type AuthSchema, type ConfigInput, type LOG_FORMATS, type LOG_LEVELS, type ParsedInput } from "./schema.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 export type LogFormat = (typeof LOG_FORMATS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export type AuthConfig = z.output<typeof AuthSchema>;
 
 /**
  * The validated configuration. Keys mirror the YAML file; durations become
@@ -58,6 +59,7 @@ export interface Config {
     readonly trace: boolean;
   };
   readonly log: { readonly format: LogFormat; readonly level: LogLevel };
+  readonly auth: AuthConfig;
   /** Where values came from, for the startup log line. */
   readonly source: { readonly file?: string; readonly env: readonly string[] };
 }
@@ -262,6 +264,7 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
       trace: n.trace,
     },
     log: p.log,
+    auth: p.auth as AuthConfig,
   };
   return { config, issues };
 }

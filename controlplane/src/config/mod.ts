@@ -10,6 +10,7 @@ export {
   type LoadOptions,
   type LogFormat,
   type LogLevel,
+  type AuthConfig,
 } from "./load.ts";
 export { renderNatsServerConfig, natsServerConfPath, LOOPBACK, type RenderExtra } from "./render.ts";
 export { configJsonSchema, type ConfigInput } from "./schema.ts";

@@ -96,6 +96,42 @@ export const LogSchema = z.strictObject({
   level: z.enum(LOG_LEVELS).default("info"),
 });
 
+const subjects = z.array(z.string().min(1)).default([]);
+export const PermissionSchema = z.strictObject({
+  allow: subjects.meta({ description: "Subjects (wildcards allowed) that are allowed." }),
+  deny: subjects.meta({ description: "Subjects that are denied even if allowed." }),
+});
+export const GrantSchema = z.strictObject({
+  pub: PermissionSchema.optional(),
+  sub: PermissionSchema.optional(),
+  resp: z.strictObject({ max: z.number().int().min(1).default(1), ttl: z.string().default("") }).optional()
+    .meta({ description: "Allow publishing replies to requests received (max replies, within ttl)." }),
+  account: z.string().regex(/^[A-Za-z0-9_-]+$/, { error: "must be an account name from auth.accounts (or SYS)" }).optional(),
+  limits: z.strictObject({
+    subs: z.number().int().min(-1).optional(),
+    payload: z.number().int().min(-1).optional(),
+    data: z.number().int().min(-1).optional(),
+  }).optional(),
+});
+export const RuleSchema = z.strictObject({
+  users: z.array(z.string().min(1)).default([]).meta({ description: "Tailnet login names, e.g. alice@example.com." }),
+  tags: z.array(tag).default([]).meta({ description: "Device tags, for services." }),
+}).extend(GrantSchema.shape);
+
+export const AUTH_MODES = ["tailnet", "none"] as const;
+export const AuthSchema = z.strictObject({
+  mode: z.enum(AUTH_MODES).default("tailnet")
+    .meta({ description: "tailnet: the caller's tailnet identity decides (auth callout); none: every tailnet client the ACL admits gets full access to account APP." }),
+  capability: z.string().regex(/^[a-z0-9.-]+\/cap\/[a-z0-9_-]+$/, { error: 'must look like "example.com/cap/nats"' })
+    .refine((c) => !c.startsWith("tailscale.com/"), { error: "names under tailscale.com/ are reserved" })
+    .default("nats-tsnet.dev/cap/nats")
+    .meta({ description: "App-capability name read from the tailnet policy's grants." }),
+  accounts: z.array(z.string().regex(/^[A-Za-z0-9_-]+$/)).min(1).default(["APP"])
+    .meta({ description: "NATS accounts identities may be placed in; the first is the default. SYS is always there." }),
+  rules: z.array(RuleSchema).default([])
+    .meta({ description: "Permissions by user or tag, for control servers without grants; merged with grants." }),
+});
+
 export const ConfigSchema = z.strictObject({
   hostname: hostname.optional()
     .meta({ description: "Tailnet device name and default NATS server_name. Default: the OS hostname, sanitized." }),
@@ -104,6 +140,7 @@ export const ConfigSchema = z.strictObject({
   tailnet: TailnetSchema.prefault({}),
   nats: NatsSchema.prefault({}),
   log: LogSchema.prefault({}),
+  auth: AuthSchema.prefault({}),
 }).meta({ title: "nats-tsnet configuration" });
 
 /** What a config file (or `overrides`) may contain: everything optional. */

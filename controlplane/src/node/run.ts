@@ -15,6 +15,7 @@ import { exited, terminate } from "../supervise/spawn.ts";
 import { TailnetError, type NatsTsnetError } from "../errors.ts";
 import { RouteReconciler } from "../cluster/reconcile.ts";
 import { routeAlias } from "../cluster/members.ts";
+import { AuthCallout, AUTH_USER } from "../auth/callout.ts";
 
 export interface RunningNode {
   status: TailnetStatus;
@@ -76,11 +77,25 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
       clusterAdvertise: clustered ? `${routeAlias(status.self)}:${config.nats.loopback.cluster_port}` : undefined,
       // Clients learn each node by its tailnet name, never a loopback URL.
       clientAdvertise: clustered && status.self.dnsName ? `${status.self.dnsName}:${config.nats.client_port}` : undefined,
-      extraBlocks: [accountsBlock(secrets, q, bridge.status!.proxyKey!)],
+      extraBlocks: [accountsBlock(secrets, q, bridge.status!.proxyKey!, callout
+        ? { mode: "tailnet", issuer: callout.issuerPublicKey(), accounts: config.auth.accounts, authUser: AUTH_USER }
+        : { mode: "none" })],
     });
     writeFileSync(confPath + ".tmp", text, { mode: 0o600 });
     renameSync(confPath + ".tmp", confPath);
   };
+  const callout = config.auth.mode === "tailnet"
+    ? new AuthCallout({
+        auth: config.auth,
+        serverName: config.nats.server_name,
+        clientPort: config.nats.loopback.client_port,
+        monitorPort: config.nats.loopback.monitor_port,
+        authPassword: secrets.auth_password,
+        sys: { user: secrets.sys_user, password: secrets.sys_password },
+        bridge: () => bridge,
+        log: log.child({ component: "auth" }),
+      })
+    : undefined;
   const routes = new RouteReconciler({
     config,
     log,
@@ -98,10 +113,12 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
   const nats = new Supervisor("nats-server", () => startNatsServer({ confPath, monitorPort: config.nats.loopback.monitor_port, log }), log);
   nats.on("crashloop", (e) => fatal(e));
   await nats.run();
+  // The callout must answer before the first client arrives.
+  await callout?.start();
 
   // 3. The tailnet faces.
   const openFaces = async (b: Bridge) => {
-    await b.listen({ name: "client", port: config.nats.client_port, target: `127.0.0.1:${config.nats.loopback.client_port}`, proxyProtocol: true, signClients: true });
+    await b.listen({ name: "client", port: config.nats.client_port, target: `127.0.0.1:${config.nats.loopback.client_port}`, proxyProtocol: true, signClients: true, nameClients: true });
     if (config.nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: config.nats.monitor_port, target: `127.0.0.1:${config.nats.loopback.monitor_port}` });
     }
@@ -112,6 +129,8 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
   };
   const watchPeers = (b: Bridge) => {
     if (clustered) b.on("peers", (s: TailnetStatus) => routes.update(s));
+    // A new netmap may carry new grants: open connections meet them now.
+    if (callout) b.on("netmap", () => void callout.reevaluate("netmap"));
   };
   await openFaces(bridge);
   watchPeers(bridge);
@@ -133,17 +152,19 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
 
   const faces = [`nats://${status.self.name}:${config.nats.client_port}`];
   if (config.nats.monitor_port > 0) faces.push(`http://${status.self.name}:${config.nats.monitor_port}`);
-  // Until identity-based auth lands, say plainly what "no auth" means here.
-  log.warn(
-    { account: "APP" },
-    "auth mode none: every device the tailnet ACL lets reach the client port may publish and subscribe to anything in account APP; local processes are still refused",
-  );
+  if (!callout) {
+    log.warn(
+      { account: "APP" },
+      "auth mode none: every device the tailnet ACL lets reach the client port may publish and subscribe to anything in account APP; local processes are still refused",
+    );
+  }
   log.info({ server_name: config.nats.server_name, faces, peers: routes.routes.size, clustered }, "ready");
 
   let stopping: Promise<void> | undefined;
   const stop = (mode: "lame-duck" | "quick" = "lame-duck") => {
     stopping ??= (async () => {
       routes.stop();
+      await callout?.stop();
       const b = bridgeSup.release();
       const n = nats.release();
       // No new tailnet connections while nats-server drains its clients.

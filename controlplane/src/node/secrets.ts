@@ -12,7 +12,11 @@ export interface NodeSecrets {
   app_password: string;
   /** Route password of this node's cluster port; only its own bridge presents it. */
   route_password: string;
+  /** Password of the auth-callout service's own user. */
+  auth_password: string;
 }
+
+const FIELDS = ["sys_password", "app_password", "route_password", "auth_password"] as const;
 
 export function secretsPath(stateDir: string): string {
   return join(stateDir, "secrets.json");
@@ -20,22 +24,14 @@ export function secretsPath(stateDir: string): string {
 
 export function loadOrCreateSecrets(stateDir: string): NodeSecrets {
   const path = secretsPath(stateDir);
-  if (existsSync(path)) {
-    const s = JSON.parse(readFileSync(path, "utf8")) as NodeSecrets;
-    if (s.route_password) return s;
-    // State from an older version: add what is missing, keep the rest.
-    s.route_password = randomBytes(24).toString("base64url");
+  const s = (existsSync(path) ? JSON.parse(readFileSync(path, "utf8")) : { sys_user: "nats-tsnet-sys" }) as NodeSecrets;
+  // Fill in whatever is missing (new state, or state from an older version); keep the rest.
+  const missing = FIELDS.filter((f) => !s[f]);
+  if (missing.length) {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    for (const f of missing) s[f] = randomBytes(24).toString("base64url");
     writeFileSync(path, JSON.stringify(s, null, 2) + "\n", { mode: 0o600 });
-    return s;
   }
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const s: NodeSecrets = {
-    sys_user: "nats-tsnet-sys",
-    sys_password: randomBytes(24).toString("base64url"),
-    app_password: randomBytes(24).toString("base64url"),
-    route_password: randomBytes(24).toString("base64url"),
-  };
-  writeFileSync(path, JSON.stringify(s, null, 2) + "\n", { mode: 0o600, flag: "wx" });
   return s;
 }
 
@@ -46,20 +42,33 @@ export function readSecrets(stateDir: string): NodeSecrets {
 export const ROUTE_USER = "nats-tsnet-route";
 
 /**
- * Accounts and the trusted proxy. A tailnet client lands in APP only when
- * the bridge vouched for it (proxy_required: the bridge signs the server's
+ * Accounts and the trusted proxy. A tailnet client gets in only when the
+ * bridge vouched for it (proxy_required: the bridge signs the server's
  * nonce with a key that lives only in its memory); a local process that
  * dials 127.0.0.1 directly, forged PROXY header or not, is refused.
+ *
+ * auth mode tailnet: no user of its own for clients; the auth callout
+ * decides each connection from the caller's tailnet identity and places it
+ * in one of `accounts` (or SYS, if a grant says so).
+ * auth mode none: every vouched-for client lands in APP with full rights.
  */
-export function accountsBlock(s: NodeSecrets, q: (v: string) => string, proxyKey: string): string {
-  return [
-    `proxies { trusted: [ { key: ${q(proxyKey)} } ] }`,
-    "accounts {",
-    `  SYS { users: [ { user: ${q(s.sys_user)}, password: ${q(s.sys_password)} } ] }`,
-    `  APP { jetstream: enabled, users: [ { user: "tailnet", password: ${q(s.app_password)}, proxy_required: true } ] }`,
-    "}",
-    "system_account: SYS",
-    // Auth mode none: a tailnet client that brings no credentials lands in APP.
-    'no_auth_user: "tailnet"',
-  ].join("\n");
+export function accountsBlock(
+  s: NodeSecrets,
+  q: (v: string) => string,
+  proxyKey: string,
+  auth: { mode: "none" } | { mode: "tailnet"; issuer: string; accounts: readonly string[]; authUser: string },
+): string {
+  const out = [`proxies { trusted: [ { key: ${q(proxyKey)} } ] }`, "accounts {"];
+  out.push(`  SYS { users: [ { user: ${q(s.sys_user)}, password: ${q(s.sys_password)} } ] }`);
+  if (auth.mode === "none") {
+    out.push(`  APP { jetstream: enabled, users: [ { user: "tailnet", password: ${q(s.app_password)}, proxy_required: true } ] }`, "}",
+      "system_account: SYS", 'no_auth_user: "tailnet"');
+    return out.join("\n");
+  }
+  out.push(`  AUTH { users: [ { user: ${q(auth.authUser)}, password: ${q(s.auth_password)} } ] }`);
+  for (const a of auth.accounts) out.push(`  ${q(a)} { jetstream: enabled }`);
+  out.push("}", "system_account: SYS", "authorization {", "  auth_callout {",
+    `    issuer: ${q(auth.issuer)}`, "    account: AUTH",
+    `    auth_users: [ ${q(auth.authUser)}, ${q(s.sys_user)} ]`, "  }", "}");
+  return out.join("\n");
 }

@@ -171,6 +171,17 @@ func serveControl(ctx context.Context, ch *bridge.Channel, n *bridge.Node, stop 
 		}
 		return n.Forward(a)
 	})
+	ch.Handle("denied", func(raw json.RawMessage) (any, error) {
+		var a struct {
+			IP     string `json:"ip"`
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		n.Denials.Add(a.IP, a.Reason)
+		return map[string]any{}, nil
+	})
 	ch.Handle("close", func(raw json.RawMessage) (any, error) {
 		var a struct {
 			Name  string `json:"name"`
@@ -192,7 +203,7 @@ func runNode(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slo
 	ctx, stop := context.WithCancel(ctx)
 	n := up(ctx, ch, o, log)
 	serveControl(ctx, ch, n, stop)
-	go n.WatchPeers(ctx, func(st *bridge.Status) { ch.Emit("peers", st) })
+	go n.WatchPeers(ctx, func(st *bridge.Status) { ch.Emit("peers", st) }, func() { ch.Emit("netmap", nil) })
 	<-ctx.Done()
 	n.CloseAll()
 	time.Sleep(100 * time.Millisecond) // let the FINs leave before the netstack goes

@@ -1,0 +1,160 @@
+// The auth-callout service: nats-server asks it about every client
+// connection, it answers from the caller's tailnet identity. It runs in the
+// node process, talks to nats-server on loopback as the callout account's
+// user, and signs with an account key that exists only in this process.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { createAccount, type KeyPair } from "@nats-io/nkeys";
+import { decode, encodeAuthorizationResponse, encodeUser, type AuthorizationRequest } from "@nats-io/jwt";
+import type { Logger } from "pino";
+import type { AuthConfig } from "../config/mod.ts";
+import type { Bridge } from "../bridge/client.ts";
+import { decide, identityOf, type Decision } from "./policy.ts";
+
+export const AUTH_USER = "nats-tsnet-auth";
+const AUTH_SUBJECT = "$SYS.REQ.USER.AUTH";
+
+interface Tracked {
+  ip: string;
+  serverId: string;
+  key: string;
+  label: string;
+}
+
+export interface CalloutOptions {
+  auth: AuthConfig;
+  serverName: string;
+  clientPort: number;
+  monitorPort: number;
+  authPassword: string;
+  sys: { user: string; password: string };
+  bridge: () => Bridge;
+  log: Logger;
+}
+
+export class AuthCallout {
+  readonly issuer: KeyPair = createAccount();
+  private nc?: NatsConnection;
+  private sys?: NatsConnection;
+  private readonly tracked = new Map<number, Tracked>();
+  private readonly o: CalloutOptions;
+  private timer?: NodeJS.Timeout;
+  private reevaluating = false;
+
+  constructor(o: CalloutOptions) {
+    this.o = o;
+  }
+
+  issuerPublicKey(): string {
+    return this.issuer.getPublicKey();
+  }
+
+  async start(): Promise<void> {
+    const base = { servers: `127.0.0.1:${this.o.clientPort}`, ignoreClusterUpdates: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 };
+    this.nc = await connect({ ...base, user: AUTH_USER, pass: this.o.authPassword, name: "nats-tsnet auth callout" });
+    this.sys = await connect({ ...base, user: this.o.sys.user, pass: this.o.sys.password, name: "nats-tsnet auth housekeeping" });
+    const sub = this.nc.subscribe(AUTH_SUBJECT);
+    void (async () => {
+      for await (const m of sub) {
+        void this.answer(m.data).then((r) => r && m.respond(r)).catch((e) =>
+          this.o.log.error({ err: (e as Error).message }, "auth callout failed"));
+      }
+    })();
+    // Grants can change without a netmap event reaching us in time (or at
+    // all, if the bridge restarts): re-check on a timer as well.
+    this.timer = setInterval(() => void this.reevaluate("timer"), 15_000);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await Promise.allSettled([this.nc?.close(), this.sys?.close()]);
+  }
+
+  /** Returns the signed response, or undefined when another node's server asked. */
+  private async answer(data: Uint8Array): Promise<string | undefined> {
+    const claims = decode<{ nats: AuthorizationRequest } & Record<string, unknown>>(new TextDecoder().decode(data));
+    const req = (claims as unknown as { nats: AuthorizationRequest }).nats;
+    // Every node's callout hears every request in a cluster; each answers
+    // only its own server (the response must carry that server's issuer).
+    if (req.server_id.name !== this.o.serverName) return undefined;
+    const ip = req.client_info.host ?? "";
+    const cid = req.client_info.id ?? 0;
+    const d = await this.decideFor(ip);
+    const respond = (body: { jwt?: string; error?: string }) =>
+      encodeAuthorizationResponse(req.user_nkey, req.server_id.id, this.issuer, body, {});
+    if (!d.decision.allow) {
+      this.o.log.warn({ who: d.label, ip, cid, reason: d.decision.reason }, "connection denied");
+      // The bridge shows the client this reason in place of the bare violation.
+      await this.o.bridge().request("denied", { ip, reason: d.decision.reason }).catch(() => {});
+      return respond({ error: d.decision.reason });
+    }
+    const a = d.decision;
+    const user = {
+      pub: a.pub, sub: a.sub, ...(a.resp ? { resp: a.resp } : {}),
+      subs: a.limits.subs, payload: a.limits.payload, data: a.limits.data,
+      // Only the bridge can vouch (proxy_sig): a local process is refused
+      // even if it somehow got this far.
+      proxy_required: true,
+      // Who this is, for /connz and `nats server report connections`.
+      tags: d.tags,
+    };
+    // The JWT's name stays empty on purpose: nats-server makes a named
+    // callout user the connection's username, and on every config reload
+    // (each membership change) it closes connections whose username is not
+    // in its config. Unnamed, they are re-authorized through us instead.
+    // Who is connected shows in /connz all the same: the bridge prefixes
+    // each connection's name with its tailnet identity.
+    const jwt = await encodeUser("", req.user_nkey, this.issuer, user as never, { aud: a.account });
+    this.tracked.set(cid, { ip, serverId: req.server_id.id, key: a.key, label: d.label });
+    this.o.log.info({ who: d.label, ip, cid, account: a.account, pub: a.pub.allow, sub: a.sub.allow }, "connection authorized");
+    return respond({ jwt });
+  }
+
+  private async decideFor(ip: string): Promise<{ decision: Decision; label: string; tags: string[] }> {
+    if (!/^(100\.|fd7a:)/i.test(ip)) {
+      return { decision: { allow: false, reason: `connection from ${ip || "an unknown address"} did not come through the tailnet` }, label: ip || "unknown", tags: [] };
+    }
+    try {
+      const w = await this.o.bridge().whois(ip);
+      const id = identityOf(w);
+      const tags = [id.user ? `user:${id.user}` : "", ...id.tags.map((t) => `device-tag:${t.slice(4)}`), `device:${id.device}`].filter(Boolean);
+      return { decision: decide(id, w.caps?.[this.o.auth.capability], this.o.auth), label: id.label, tags };
+    } catch (e) {
+      return { decision: { allow: false, reason: `${ip} is not a device on this tailnet (${(e as Error).message})` }, label: ip, tags: [] };
+    }
+  }
+
+  /**
+   * Policy changed (or may have): decide again for every open connection
+   * and disconnect those whose rights changed. They reconnect and meet the
+   * new policy in the callout; a denied one stays out.
+   */
+  async reevaluate(why: string): Promise<void> {
+    if (this.reevaluating || !this.sys) return;
+    this.reevaluating = true;
+    try {
+      await this.prune();
+      for (const [cid, t] of this.tracked) {
+        const d = await this.decideFor(t.ip);
+        const now = d.decision.allow ? d.decision.key : "denied";
+        if (now === t.key) continue;
+        this.tracked.delete(cid);
+        this.o.log.info({ who: t.label, cid, why, now: d.decision.allow ? "different rights" : d.decision.reason }, "policy changed: disconnecting to re-authorize");
+        await this.sys.request(`$SYS.REQ.SERVER.${t.serverId}.KICK`, JSON.stringify({ cid }), { timeout: 5000 }).catch((e) =>
+          this.o.log.warn({ cid, err: (e as Error).message }, "kick failed"));
+      }
+    } finally {
+      this.reevaluating = false;
+    }
+  }
+
+  /** Forgets connections that are gone. */
+  private async prune(): Promise<void> {
+    try {
+      const r = await fetch(`http://127.0.0.1:${this.o.monitorPort}/connz?limit=100000`, { signal: AbortSignal.timeout(5000) });
+      const live = new Set(((await r.json()) as { connections?: Array<{ cid: number }> }).connections?.map((c) => c.cid) ?? []);
+      for (const cid of this.tracked.keys()) if (!live.has(cid)) this.tracked.delete(cid);
+    } catch {
+      // monitoring unavailable for a moment: keep everything, try next time
+    }
+  }
+}

@@ -1,0 +1,103 @@
+// Tailnet identity -> NATS permissions. Pure: the callout feeds it a WhoIs
+// answer and the grants found there; unit tests feed it the same shapes.
+//
+// Deny by default: no grant and no matching rule means no connection, and
+// a permission with no allow list denies everything (in NATS an empty
+// allow list would mean "everything").
+import { createHash } from "node:crypto";
+import { GrantSchema } from "../config/schema.ts";
+import type { AuthConfig } from "../config/mod.ts";
+import type { WhoIs } from "../bridge/client.ts";
+
+export interface Identity {
+  /** Login for a person's device; empty for a tagged device. */
+  user: string;
+  tags: string[];
+  device: string;
+  /** What /connz and the logs show. */
+  label: string;
+}
+
+export function identityOf(w: WhoIs): Identity {
+  const tags = w.device.tags ?? [];
+  const user = tags.length ? "" : (w.user ?? w.device.user ?? "");
+  const device = w.device.name || w.device.hostName;
+  const who = tags.length ? tags.join(",") : user;
+  return { user, tags, device, label: `${who} (${device})` };
+}
+
+export interface NatsPermission { allow: string[]; deny: string[] }
+export interface Allowed {
+  allow: true;
+  account: string;
+  pub: NatsPermission;
+  sub: NatsPermission;
+  resp?: { max: number; ttl: number };
+  limits: { subs: number; payload: number; data: number };
+  /** Changes whenever what the identity may do changes. */
+  key: string;
+}
+export interface Denied { allow: false; reason: string }
+export type Decision = Allowed | Denied;
+
+type Grant = ReturnType<typeof GrantSchema.parse>;
+
+function union(a: string[], b: string[] | undefined): string[] {
+  return [...new Set([...a, ...(b ?? [])])].sort();
+}
+
+/** Grants from the caller's capability map plus the config rules that match it. */
+export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConfig): Decision {
+  const grants: Grant[] = [];
+  for (const [i, raw] of (caps ?? []).entries()) {
+    const g = GrantSchema.safeParse(raw);
+    if (!g.success) {
+      return { allow: false, reason: `grant ${i + 1} of ${auth.capability} for ${id.label} is malformed: ${g.error.issues[0]?.message ?? "invalid"}` };
+    }
+    grants.push(g.data);
+  }
+  for (const r of auth.rules) {
+    if ((id.user && r.users.includes(id.user)) || id.tags.some((t) => r.tags.includes(t))) grants.push(r);
+  }
+  if (!grants.length) return { allow: false, reason: `no grant of ${auth.capability} for ${id.label}` };
+
+  const accounts = [...new Set(grants.map((g) => g.account).filter((a): a is string => Boolean(a)))];
+  if (accounts.length > 1) return { allow: false, reason: `grants place ${id.label} in several accounts (${accounts.join(", ")})` };
+  const account = accounts[0] ?? auth.accounts[0]!;
+  if (account !== "SYS" && !auth.accounts.includes(account)) {
+    return { allow: false, reason: `grant names account ${account}, which is not in auth.accounts` };
+  }
+
+  let pub: NatsPermission = { allow: [], deny: [] };
+  let sub: NatsPermission = { allow: [], deny: [] };
+  let resp: Allowed["resp"];
+  const limits = { subs: 0, payload: 0, data: 0 };
+  const widest = (a: number, b: number | undefined) => (b === undefined ? a : a === -1 || b === -1 ? -1 : Math.max(a, b));
+  for (const g of grants) {
+    pub = { allow: union(pub.allow, g.pub?.allow), deny: union(pub.deny, g.pub?.deny) };
+    sub = { allow: union(sub.allow, g.sub?.allow), deny: union(sub.deny, g.sub?.deny) };
+    if (g.resp) {
+      const ttl = parseTtl(g.resp.ttl);
+      resp = { max: Math.max(resp?.max ?? 0, g.resp.max), ttl: Math.max(resp?.ttl ?? 0, ttl) };
+    }
+    limits.subs = widest(limits.subs, g.limits?.subs);
+    limits.payload = widest(limits.payload, g.limits?.payload);
+    limits.data = widest(limits.data, g.limits?.data);
+  }
+  // NATS reads an empty allow list as "allow all"; here it means nothing.
+  if (!pub.allow.length) pub = { allow: [], deny: [">"] };
+  if (!sub.allow.length) sub = { allow: [], deny: [">"] };
+  for (const k of ["subs", "payload", "data"] as const) if (limits[k] === 0) limits[k] = -1;
+  const body = { account, pub, sub, resp, limits };
+  const key = createHash("sha256").update(JSON.stringify(body)).digest("base64url").slice(0, 16);
+  return { allow: true, ...body, key };
+}
+
+/** "5s" / "1m" / "" -> nanoseconds as NATS wants them in a user JWT. */
+function parseTtl(ttl: string): number {
+  const m = /^(\d+)(ms|s|m|h)?$/.exec(ttl.trim());
+  if (!m) return 0;
+  const n = Number(m[1]);
+  const ms = m[2] === "h" ? n * 3_600_000 : m[2] === "m" ? n * 60_000 : m[2] === "ms" ? n : n * 1000;
+  return ms * 1_000_000;
+}

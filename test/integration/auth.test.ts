@@ -1,0 +1,170 @@
+// Tailnet identity is the NATS identity: the auth callout decides every
+// connection from WhoIs and the app-capability grants of a real headscale
+// policy. Two users, a tagged service, a user without a grant, the system
+// account, a policy change that cuts a live connection, malformed input.
+import assert from "node:assert/strict";
+import { connect as tcpConnect } from "node:net";
+import { after, before, describe, test } from "node:test";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { CAPABILITY, CLUSTER_TAG, defaultPolicy, type LabProxy } from "../../localtailnet/mod.ts";
+import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const SVC = "tag:svc";
+
+function policy(withAlice = true): Record<string, unknown> {
+  const base = defaultPolicy() as { acls: unknown[] };
+  const grant = (src: string, cap: Record<string, unknown>) => ({ src: [src], dst: [CLUSTER_TAG], app: { [CAPABILITY]: [cap] } });
+  return {
+    tagOwners: { [CLUSTER_TAG]: ["dev@"], [SVC]: ["dev@"] },
+    acls: [...base.acls, { action: "accept", src: [SVC], dst: [`${CLUSTER_TAG}:4222`] }],
+    grants: [
+      ...(withAlice ? [grant("alice@", { pub: { allow: ["alice.>", "shared.>"] }, sub: { allow: ["alice.>", "shared.>", "_INBOX.>"] } })] : []),
+      grant("bob@", { pub: { allow: ["bob.>", "shared.>"], deny: ["shared.secret"] }, sub: { allow: ["bob.>", "shared.>", "_INBOX.>"] } }),
+      grant(SVC, { pub: { allow: [">"] }, sub: { allow: [">"] }, account: "OPS" }),
+      grant("dev@", { pub: { allow: [">"] }, sub: { allow: [">"] }, account: "SYS" }),
+      // carol@ has no grant at all.
+    ],
+  };
+}
+
+/** Collects the async errors (permission violations) a connection reports. */
+function errorsOf(nc: NatsConnection): string[] {
+  const errs: string[] = [];
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === "error") errs.push(String((s as { error: Error }).error?.message ?? s));
+  })();
+  return errs;
+}
+
+describe("auth mode tailnet: identity from the tailnet, rights from grants", () => {
+  let t: TestTailnet;
+  const p: Record<string, LabProxy> = {};
+
+  before(async () => {
+    t = await startTestTailnet("auth");
+    for (const u of ["alice", "bob", "carol"]) await t.tailnet.headscale.ensureUser(u);
+    await t.tailnet.headscale.setPolicy(policy());
+    await t.tailnet.startNode("nats-1", { config: { nats: { standalone: true }, auth: { accounts: ["APP", "OPS"] } } });
+    const to = "nats-1:4222";
+    [p.alice, p.bob, p.carol, p.dev, p.svc] = await Promise.all([
+      t.tailnet.startProxy("alice-laptop", { to, user: "alice" }),
+      t.tailnet.startProxy("bob-laptop", { to, user: "bob" }),
+      t.tailnet.startProxy("carol-laptop", { to, user: "carol" }),
+      t.tailnet.startProxy("dev-laptop", { to, user: "dev" }),
+      t.tailnet.startProxy("svc-1", { to, tags: [SVC] }),
+    ]);
+  });
+
+  after(async () => {
+    await t?.cleanup();
+  });
+
+  test("each identity does exactly what its grant says; violations reach the client", async () => {
+    const alice = await eventually(() => natsConnect(p.alice!.url, { name: "alice" }), 20_000, "alice connects");
+    const bob = await natsConnect(p.bob!.url, { name: "bob" });
+    t.onCleanup(() => Promise.all([alice.close(), bob.close()]));
+    const aliceErrs = errorsOf(alice);
+    const bobErrs = errorsOf(bob);
+
+    // Own subjects and the shared ones work.
+    const own = alice.subscribe("alice.inbox", { max: 1 });
+    const shared = bob.subscribe("shared.>", { max: 1 });
+    await Promise.all([alice.flush(), bob.flush()]);
+    alice.publish("alice.inbox", enc.encode("note to self"));
+    alice.publish("shared.news", enc.encode("hello bob"));
+    for await (const m of own) assert.equal(dec.decode(m.data), "note to self");
+    for await (const m of shared) assert.deepEqual([m.subject, dec.decode(m.data)], ["shared.news", "hello bob"]);
+
+    // Outside the grant: refused, and the client is told.
+    alice.publish("bob.inbox", enc.encode("sneaky"));
+    bob.publish("shared.secret", enc.encode("denied by a deny entry"));
+    await eventually(() => aliceErrs.some((e) => /Permissions Violation for Publish to "bob\.inbox"/i.test(e)), 5000, "alice told");
+    await eventually(() => bobErrs.some((e) => /Permissions Violation for Publish to "shared\.secret"/i.test(e)), 5000, "bob told");
+    const sneaky = alice.subscribe("bob.>");
+    await eventually(() => aliceErrs.some((e) => /Permissions Violation for Subscription to "bob\.>"/i.test(e)), 5000, "subscribe refused");
+    sneaky.unsubscribe();
+  });
+
+  test("a user with no grant cannot connect and is told why", async () => {
+    await assert.rejects(natsConnect(p.carol!.url, { name: "carol", reconnect: false }), (e: Error) => {
+      assert.match(e.message, /Authorization Violation/i);
+      assert.match(e.message, new RegExp(`no grant of ${CAPABILITY.replace(/[./]/g, "\\$&")} for carol`));
+      return true;
+    });
+    const node = t.tailnet.nodes.get("nats-1")!;
+    assert.ok(node.lines.some((l) => l.msg === "connection denied" && String(l.who).startsWith("carol")), "the node logs the denial");
+  });
+
+  test("accounts keep tenants apart; the system account is reachable only by whom the policy names", async () => {
+    const svc = await natsConnect(p.svc!.url, { name: "svc" });
+    const alice = await natsConnect(p.alice!.url, { name: "alice-2" });
+    const dev = await natsConnect(p.dev!.url, { name: "dev" });
+    t.onCleanup(() => Promise.all([svc.close(), alice.close(), dev.close()]));
+    // Same subject, different accounts: nothing crosses.
+    const heard: string[] = [];
+    const sub = alice.subscribe("shared.>", { callback: (_e, m) => { heard.push(m.subject); } });
+    await alice.flush();
+    svc.publish("shared.ops", enc.encode("internal"));
+    await svc.flush();
+    alice.publish("shared.app", enc.encode("visible"));
+    await eventually(() => heard.includes("shared.app"), 5000, "alice hears her own account");
+    assert.ok(!heard.includes("shared.ops"), "OPS traffic does not reach APP");
+    sub.unsubscribe();
+    // Only dev's grant names SYS.
+    const ping = await dev.request("$SYS.REQ.SERVER.PING", "", { timeout: 5000 });
+    assert.equal(ping.json<{ server: { name: string } }>().server.name, "nats-1");
+    await assert.rejects(svc.request("$SYS.REQ.SERVER.PING", "", { timeout: 1500 }));
+  });
+
+  test("/connz names who is connected", async () => {
+    const bob = await natsConnect(p.bob!.url, { name: "bob-connz" });
+    t.onCleanup(() => bob.close());
+    const connz = await t.tailnet.monitor("nats-1", "/connz?auth=true&limit=1000");
+    // The bridge names every connection after its tailnet identity; the client's own name follows.
+    const c = connz.connections.find((x: { name?: string }) => x.name?.endsWith(" bob-connz"));
+    assert.ok(c, `bob's connection is listed: ${JSON.stringify(connz.connections.map((x: { name?: string }) => x.name))}`);
+    assert.equal(c.name, "bob (bob-laptop) bob-connz");
+    assert.equal(c.account, "APP");
+  });
+
+  test("malformed input on the client face is refused without touching other connections", async () => {
+    const bob = await natsConnect(p.bob!.url, { name: "bob-survivor" });
+    t.onCleanup(() => bob.close());
+    const send = (payload: string) => new Promise<string>((resolve) => {
+      const s = tcpConnect(p.alice!.port, "127.0.0.1");
+      let got = "";
+      s.on("data", (d) => {
+        got += d.toString();
+        if (got.includes("\r\n") && !s.writableEnded) s.end(payload);
+      });
+      s.on("close", () => resolve(got));
+      s.on("error", () => resolve(got));
+      s.setTimeout(15_000, () => s.destroy());
+    });
+    const garbage = await send("GARBAGE {not json\r\n");
+    assert.match(garbage, /^INFO /, "the server greeted, then the bridge hung up");
+    assert.doesNotMatch(garbage, /PONG|\+OK/);
+    const huge = await send(`CONNECT {"jwt":"${"x".repeat(100_000)}"}\r\nPING\r\n`);
+    assert.doesNotMatch(huge, /PONG/);
+    const node = t.tailnet.nodes.get("nats-1")!;
+    await eventually(() => node.lines.some((l) => l.msg === "connection refused" && /not a JSON object|too long/.test(String(l.reason))), 5000, "refusals logged");
+    // Everyone else carries on.
+    const rtt = await bob.rtt();
+    assert.ok(rtt >= 0);
+  });
+
+  test("removing a grant cuts the live connection and its reconnect is denied", async () => {
+    const alice = await natsConnect(p.alice!.url, { name: "alice-doomed", maxReconnectAttempts: 3, reconnectTimeWait: 500 });
+    let disconnected = false;
+    void (async () => { for await (const s of alice.status()) if (s.type === "disconnect") disconnected = true; })();
+    await alice.flush();
+    await t.tailnet.headscale.setPolicy(policy(false));
+    await eventually(() => disconnected, 30_000, "alice disconnected after losing her grant");
+    await alice.closed();
+    await assert.rejects(natsConnect(p.alice!.url, { name: "alice-again", reconnect: false }), /no grant .* for alice/);
+    const node = t.tailnet.nodes.get("nats-1")!;
+    assert.ok(node.lines.some((l) => l.msg === "policy changed: disconnecting to re-authorize" && String(l.who).startsWith("alice")));
+  });
+});
