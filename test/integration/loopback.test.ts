@@ -35,7 +35,12 @@ describe("loopback is not a back door", () => {
 
   before(async () => {
     t = await startTestTailnet("loopback");
-    await Promise.all(["nats-1", "nats-2"].map((n) => t.tailnet.startNode(n)));
+    // nats-1 runs the default auth mode (tailnet), nats-2 auth mode none:
+    // the loopback protections must hold in both.
+    await Promise.all([
+      t.tailnet.startNode("nats-1"),
+      t.tailnet.startNode("nats-2", { config: { auth: { mode: "none" } } }),
+    ]);
     await t.tailnet.waitForCluster(["nats-1", "nats-2"]);
   });
 
@@ -51,18 +56,20 @@ describe("loopback is not a back door", () => {
     await nc.close();
   });
 
-  test("a local process on 127.0.0.1:<client port> is refused", () => {
-    const out = probe("nats-1", 14222, "127.0.0.1", "CONNECT {\"verbose\":false}\\r\\nPING\\r\\n");
-    assert.match(out, /^INFO /, "nats-server answers the TCP connection");
-    assert.match(out, /-ERR '(Authorization Violation|Proxy Connection Required)'/i);
-    assert.doesNotMatch(out, /PONG/);
-  });
+  for (const [node, mode] of [["nats-1", "tailnet"], ["nats-2", "none"]] as const) {
+    test(`auth mode ${mode}: a local process on 127.0.0.1:<client port> is refused`, () => {
+      const out = probe(node, 14222, "127.0.0.1", "CONNECT {\"verbose\":false}\\r\\nPING\\r\\n");
+      assert.match(out, /^INFO /, "nats-server answers the TCP connection");
+      assert.match(out, /-ERR '(Authorization Violation|Proxy Connection Required)'/i);
+      assert.doesNotMatch(out, /PONG/);
+    });
 
-  test("a forged PROXY header claiming a tailnet address is refused too", () => {
-    const out = probe("nats-1", 14222, "127.0.0.1", "CONNECT {\"verbose\":false}\\r\\nPING\\r\\n", "100.64.0.99");
-    assert.match(out, /-ERR '(Authorization Violation|Proxy Connection Required)'/i);
-    assert.doesNotMatch(out, /PONG/);
-  });
+    test(`auth mode ${mode}: a forged PROXY header claiming a tailnet address is refused too`, () => {
+      const out = probe(node, 14222, "127.0.0.1", "CONNECT {\"verbose\":false}\\r\\nPING\\r\\n", "100.64.0.99");
+      assert.match(out, /-ERR '(Authorization Violation|Proxy Connection Required)'/i);
+      assert.doesNotMatch(out, /PONG/);
+    });
+  }
 
   test("a made-up proxy_sig is refused", () => {
     const out = probe("nats-1", 14222, "127.0.0.1", "CONNECT {\"verbose\":false,\"proxy_sig\":\"AAAA\"}\\r\\nPING\\r\\n", "100.64.0.99");
