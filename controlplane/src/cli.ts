@@ -7,7 +7,9 @@ import { createLogger, type LogFormat } from "./log.ts";
 import { startNode } from "./node/run.ts";
 import { Bridge } from "./bridge/client.ts";
 import { formatPeerList, peerList, peerRemove } from "./cluster/peers.ts";
-import { ExitCode, NatsTsnetError } from "./errors.ts";
+import { ConfigError, ExitCode, NatsTsnetError } from "./errors.ts";
+import { addAccount, addUser, importNsc, initStore, pushAccounts } from "./auth/operator.ts";
+import { parseDuration } from "./config/mod.ts";
 
 function int(v: string): number {
   const n = Number(v);
@@ -99,6 +101,90 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (name: string, o: { config?: string }) => {
       await peerRemove(loadConfig({ file: o.config }), name);
       process.stdout.write(`removed ${name} from the JetStream meta group\n`);
+    });
+
+  const auth = program.command("auth").description("auth mode operator: operator, accounts, users and .creds files");
+  const dirOpt = ["--dir <dir>", "the auth store", "nats-tsnet-auth"] as const;
+  const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
+  const dur = (v: string) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) throw new InvalidArgumentError('must be a duration like "30s", "24h"');
+    return ms;
+  };
+  const num = (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < -1) throw new InvalidArgumentError("must be an integer (-1: unlimited)");
+    return n;
+  };
+  auth
+    .command("init")
+    .description("make an operator with its system account and an admin user")
+    .option(...dirOpt)
+    .option("--operator <name>", "operator name", "nats-tsnet")
+    .action(async (o: { dir: string; operator: string }) => {
+      const s = await initStore(o.dir, o.operator);
+      process.stdout.write(`operator ${s.operator.name} (${s.operator.pub}) with system account ${s.systemAccount.pub} in ${o.dir}\n`);
+    });
+  auth
+    .command("account")
+    .description("add or edit an account")
+    .argument("<action>", "add")
+    .argument("<name>", "account name")
+    .option(...dirOpt)
+    .option("--max-conns <n>", "connections", num)
+    .option("--max-subs <n>", "subscriptions", num)
+    .option("--max-payload <n>", "bytes per message", num)
+    .option("--max-data <n>", "bytes in flight", num)
+    .option("--js-memory <n>", "JetStream memory bytes", num)
+    .option("--js-disk <n>", "JetStream disk bytes", num)
+    .option("--max-streams <n>", "JetStream streams", num)
+    .action(async (action: string, name: string, o: { dir: string; maxConns?: number; maxSubs?: number; maxPayload?: number; maxData?: number; jsMemory?: number; jsDisk?: number; maxStreams?: number }) => {
+      if (action !== "add") throw new InvalidArgumentError(`unknown action ${action}`);
+      const pub = await addAccount(o.dir, name, { conns: o.maxConns, subs: o.maxSubs, payload: o.maxPayload, data: o.maxData, jsMemory: o.jsMemory, jsDisk: o.jsDisk, streams: o.maxStreams });
+      process.stdout.write(`account ${name} (${pub}); push it to the cluster with 'nats-tsnet auth push'\n`);
+    });
+  auth
+    .command("user")
+    .description("add a user and write its .creds file")
+    .argument("<action>", "add")
+    .argument("<name>", "user name")
+    .requiredOption("--account <name>", "the user's account")
+    .option(...dirOpt)
+    .option("--pub-allow <subjects>", "comma-separated", list)
+    .option("--pub-deny <subjects>", "comma-separated", list)
+    .option("--sub-allow <subjects>", "comma-separated", list)
+    .option("--sub-deny <subjects>", "comma-separated", list)
+    .option("--resp-max <n>", "replies allowed per request received", num)
+    .option("--resp-ttl <duration>", "time allowed for those replies", dur)
+    .option("--expiry <duration>", "the credentials expire after this", dur)
+    .option("--bearer", "bearer token (no nonce signing)")
+    .option("--no-proxy-required", "also usable without a node's tailnet face (not recommended)")
+    .action(async (action: string, name: string, o: { account: string; dir: string; pubAllow?: string[]; pubDeny?: string[]; subAllow?: string[]; subDeny?: string[]; respMax?: number; respTtl?: number; expiry?: number; bearer?: boolean; proxyRequired: boolean }) => {
+      if (action !== "add") throw new InvalidArgumentError(`unknown action ${action}`);
+      const path = await addUser(o.dir, o.account, name, {
+        pubAllow: o.pubAllow, pubDeny: o.pubDeny, subAllow: o.subAllow, subDeny: o.subDeny,
+        respMax: o.respMax, respTtlMs: o.respTtl, expiresInMs: o.expiry, bearer: o.bearer, proxyRequired: o.proxyRequired,
+      });
+      process.stdout.write(`${path}\n`);
+    });
+  auth
+    .command("push")
+    .description("push every account to the cluster through this host's node (the full resolver spreads them)")
+    .option("-c, --config <file>", "the node's config file")
+    .action(async (o: { config?: string }) => {
+      const c = loadConfig({ file: o.config });
+      if (c.auth.mode !== "operator") throw new ConfigError("ERR_AUTH_MODE", `auth push needs auth.mode operator (the node runs ${c.auth.mode})`);
+      for (const r of await pushAccounts(c.auth.operator_dir, c.nats.loopback.client_port)) process.stdout.write(`${r.account}: ${r.result}\n`);
+    });
+  auth
+    .command("import-nsc")
+    .description("take over an operator made with nsc")
+    .requiredOption("--operator-dir <dir>", "nsc's store directory of the operator (…/stores/<operator>)")
+    .requiredOption("--nkeys-dir <dir>", "nsc's nkeys directory")
+    .option(...dirOpt)
+    .action(async (o: { operatorDir: string; nkeysDir: string; dir: string }) => {
+      const s = await importNsc({ operatorDir: o.operatorDir, nkeysDir: o.nkeysDir, dest: o.dir });
+      process.stdout.write(`imported operator ${s.operator.name} with ${s.accounts.length} accounts into ${o.dir}\n`);
     });
 
   program

@@ -81,7 +81,7 @@ describe("loadConfig defaults", () => {
         trace: false,
       },
       log: { format: "text", level: "info" },
-      auth: { mode: "tailnet", capability: "nats-tsnet.dev/cap/nats", accounts: ["APP"], rules: [] },
+      auth: { mode: "tailnet", operator_dir: "", capability: "nats-tsnet.dev/cap/nats", accounts: ["APP"], rules: [] },
       source: { env: [] },
     } satisfies Config);
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.nats.loopback) && Object.isFrozen(c.tailnet.tags));

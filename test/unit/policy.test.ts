@@ -4,7 +4,7 @@ import { decide, identityOf, type Allowed } from "../../controlplane/src/auth/po
 import type { AuthConfig } from "../../controlplane/src/config/mod.ts";
 
 const CAP = "example.com/cap/nats";
-const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({ mode: "tailnet", capability: CAP, accounts: ["APP", "OPS"], rules: [], ...over });
+const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({ mode: "tailnet", operator_dir: "", capability: CAP, accounts: ["APP", "OPS"], rules: [], ...over });
 const alice = identityOf({ device: { id: "1", name: "laptop", dnsName: "laptop.ts.net", hostName: "laptop", ips: [], tags: [], online: true }, user: "alice@example.com" });
 const svc = identityOf({ device: { id: "2", name: "svc-1", dnsName: "svc-1.ts.net", hostName: "svc-1", ips: [], tags: ["tag:svc"], online: true }, user: "tagged-devices" });
 

@@ -3,7 +3,7 @@
 // loopback; they never touch the tailnet themselves.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect } from "@nats-io/transport-node";
+import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import type { Config } from "../config/mod.ts";
 import type { Device } from "../bridge/client.ts";
 import { readSecrets } from "../node/secrets.ts";
@@ -30,14 +30,14 @@ function readStatus(config: Config): { self: Device; peers: Device[]; routes: Ar
 }
 
 async function sysConnect(config: Config) {
+  const base = { servers: `127.0.0.1:${config.nats.loopback.client_port}`, name: "nats-tsnet peer", ignoreClusterUpdates: true };
+  if (config.auth.mode === "operator") {
+    // The operator's system-account admin, from the auth store.
+    const creds = readFileSync(join(config.auth.operator_dir, "accounts", "SYS", "users", "admin.creds"));
+    return connect({ ...base, authenticator: credsAuthenticator(creds) });
+  }
   const s = readSecrets(config.state_dir);
-  return connect({
-    servers: `127.0.0.1:${config.nats.loopback.client_port}`,
-    user: s.sys_user,
-    pass: s.sys_password,
-    name: "nats-tsnet peer",
-    ignoreClusterUpdates: true,
-  });
+  return connect({ ...base, user: s.sys_user, pass: s.sys_password });
 }
 
 /**

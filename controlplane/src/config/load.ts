@@ -221,6 +221,9 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
   const max_payload_bytes = bytes(n.max_payload);
   if (max_payload_bytes !== null && max_payload_bytes > 2 ** 31 - 1) problem(["nats", "max_payload"], "must be below 2GB");
 
+  const operatorDir = abs(["auth", "operator_dir"], p.auth.operator_dir);
+  if (p.auth.mode === "operator" && !operatorDir) problem(["auth", "operator_dir"], "auth mode operator needs operator_dir (made by 'nats-tsnet auth init')");
+  else if (operatorDir && !isFile(join(operatorDir, "operator.jwt"))) problem(["auth", "operator_dir"], `no operator.jwt in ${operatorDir}`);
   const include = abs(["nats", "include"], n.include);
   if (include) {
     // nats-server's include syntax has no escapes, so these cannot be written.
@@ -264,7 +267,7 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
       trace: n.trace,
     },
     log: p.log,
-    auth: p.auth as AuthConfig,
+    auth: { ...p.auth, operator_dir: operatorDir } as AuthConfig,
   };
   return { config, issues };
 }

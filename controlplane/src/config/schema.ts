@@ -118,10 +118,12 @@ export const RuleSchema = z.strictObject({
   tags: z.array(tag).default([]).meta({ description: "Device tags, for services." }),
 }).extend(GrantSchema.shape);
 
-export const AUTH_MODES = ["tailnet", "none"] as const;
+export const AUTH_MODES = ["tailnet", "operator", "none"] as const;
 export const AuthSchema = z.strictObject({
   mode: z.enum(AUTH_MODES).default("tailnet")
-    .meta({ description: "tailnet: the caller's tailnet identity decides (auth callout); none: every tailnet client the ACL admits gets full access to account APP." }),
+    .meta({ description: "tailnet: the caller's tailnet identity decides (auth callout); operator: NATS decentralized JWT auth with credentials files (see operator_dir); none: every tailnet client the ACL admits gets full access to account APP." }),
+  operator_dir: z.string().default("")
+    .meta({ description: "mode operator: the store made by `nats-tsnet auth init` (relative to the config file). The same on every node." }),
   capability: z.string().regex(/^[a-z0-9.-]+\/cap\/[a-z0-9_-]+$/, { error: 'must look like "example.com/cap/nats"' })
     .refine((c) => !c.startsWith("tailscale.com/"), { error: "names under tailscale.com/ are reserved" })
     .default("nats-tsnet.dev/cap/nats")

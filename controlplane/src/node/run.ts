@@ -16,6 +16,7 @@ import { TailnetError, type NatsTsnetError } from "../errors.ts";
 import { RouteReconciler } from "../cluster/reconcile.ts";
 import { routeAlias } from "../cluster/members.ts";
 import { AuthCallout, AUTH_USER } from "../auth/callout.ts";
+import { operatorBlock, readStore } from "../auth/operator.ts";
 
 export interface RunningNode {
   status: TailnetStatus;
@@ -77,9 +78,7 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
       clusterAdvertise: clustered ? `${routeAlias(status.self)}:${config.nats.loopback.cluster_port}` : undefined,
       // Clients learn each node by its tailnet name, never a loopback URL.
       clientAdvertise: clustered && status.self.dnsName ? `${status.self.dnsName}:${config.nats.client_port}` : undefined,
-      extraBlocks: [accountsBlock(secrets, q, bridge.status!.proxyKey!, callout
-        ? { mode: "tailnet", issuer: callout.issuerPublicKey(), accounts: config.auth.accounts, authUser: AUTH_USER }
-        : { mode: "none" })],
+      extraBlocks: [authBlock()],
     });
     writeFileSync(confPath + ".tmp", text, { mode: 0o600 });
     renameSync(confPath + ".tmp", confPath);
@@ -96,6 +95,16 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
         log: log.child({ component: "auth" }),
       })
     : undefined;
+  // Every auth mode keeps the trusted proxy: only the bridge can vouch for a client.
+  const authBlock = (): string => {
+    const proxyKey = bridge.status!.proxyKey!;
+    if (config.auth.mode === "operator") {
+      return [`proxies { trusted: [ { key: ${q(proxyKey)} } ] }`, operatorBlock(readStore(config.auth.operator_dir), config.state_dir, q)].join("\n");
+    }
+    return accountsBlock(secrets, q, proxyKey, callout
+      ? { mode: "tailnet", issuer: callout.issuerPublicKey(), accounts: config.auth.accounts, authUser: AUTH_USER }
+      : { mode: "none" });
+  };
   const routes = new RouteReconciler({
     config,
     log,
@@ -152,7 +161,7 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
 
   const faces = [`nats://${status.self.name}:${config.nats.client_port}`];
   if (config.nats.monitor_port > 0) faces.push(`http://${status.self.name}:${config.nats.monitor_port}`);
-  if (!callout) {
+  if (config.auth.mode === "none") {
     log.warn(
       { account: "APP" },
       "auth mode none: every device the tailnet ACL lets reach the client port may publish and subscribe to anything in account APP; local processes are still refused",
