@@ -36,8 +36,11 @@ build() {
 dp="$root/dataplane"
 build nats-tsnet-bridge "$dp" ./cmd/nats-tsnet-bridge \
   "$(hash_of "$dp/go.mod" "$dp/go.sum" $(find "$dp" -name '*.go' | sort))"
-for tool in nats-server headscale; do
+# natscli is the load generator of the benchmarks (`nats bench`).
+for tool in nats-server headscale natscli; do
   d="$root/upstream/$tool"
   pkg=$(awk '/^tool /{print $2}' "$d/go.mod")
-  build "$tool" "$d" "$pkg" "$(hash_of "$d/go.mod" "$d/go.sum")"
+  name=$tool
+  [ "$tool" = natscli ] && name=nats
+  build "$name" "$d" "$pkg" "$(hash_of "$d/go.mod" "$d/go.sum")"
 done

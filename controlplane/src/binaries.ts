@@ -12,6 +12,7 @@ const BINARIES = {
   bridge: { file: "nats-tsnet-bridge", env: "NATS_TSNET_BRIDGE_BIN" },
   "nats-server": { file: "nats-server", env: "NATS_SERVER_BIN" },
   headscale: { file: "headscale", env: "HEADSCALE_BIN" },
+  nats: { file: "nats", env: "NATS_CLI_BIN" },
 } as const;
 export type BinaryName = keyof typeof BINARIES;
 
