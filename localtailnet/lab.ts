@@ -187,11 +187,23 @@ export class LocalTailnet {
    * here, in our namespace, and handed to the bridge, which runs inside its
    * namespace: the port is on the real loopback, the device on the lab net.
    */
-  async startProxy(name: string, o: { to: string; port?: number; socks5?: boolean; user?: string; tags?: string[] }): Promise<LabProxy> {
-    const host = this.net.hosts.get(name) ?? this.net.addHost(name);
-    const servers = [await listenLoopback(o.port ?? 0)];
-    if (o.socks5) servers.push(await listenLoopback(0));
-    const port = (servers[0]!.address() as { port: number }).port;
+  async startProxy(name: string, o: {
+    to: string;
+    port?: number;
+    socks5?: boolean;
+    user?: string;
+    tags?: string[];
+    /**
+     * Run on this (possibly shared) lab host and listen on its own loopback
+     * instead of ours: for load generators that must run inside the lab.
+     */
+    host?: string;
+  }): Promise<LabProxy> {
+    const host = this.net.hosts.get(o.host ?? name) ?? this.net.addHost(o.host ?? name);
+    const inside = Boolean(o.host);
+    const servers = inside ? [] : [await listenLoopback(o.port ?? 0)];
+    if (o.socks5 && !inside) servers.push(await listenLoopback(0));
+    const port = inside ? o.port! : (servers[0]!.address() as { port: number }).port;
     const authKey = await this.headscale.authKey(o.tags?.length ? { tags: o.tags } : { user: o.user });
     const bridgeP = Bridge.start({
       mode: "client",
@@ -200,8 +212,8 @@ export class LocalTailnet {
       controlUrl: this.headscale.url,
       authKey,
       upTimeoutMs: 30_000,
-      listen: "fd:3",
-      socks5: o.socks5 ? "fd:4" : undefined,
+      listen: inside ? `127.0.0.1:${port}` : "fd:3",
+      socks5: o.socks5 && !inside ? "fd:4" : undefined,
       to: o.to,
       log: this.log.child({ client: name }),
       wrap: host.wrap,

@@ -28,7 +28,8 @@ build() {
     mv "$out.tmp" "$out"
     echo "build: $name done in $((SECONDS - t0))s"
     # Keep only the newest build of each name.
-    find "$bin" -maxdepth 1 -name "$name-*" ! -name "$name-$h" -delete
+    # (exactly NAME-<16 hex>: "nats" must not match "nats-server-...")
+    find "$bin" -maxdepth 1 -regextype posix-extended -regex ".*/$name-[0-9a-f]{16}" ! -name "$name-$h" -delete
   fi
   ln -sfn "$name-$h" "$bin/$name"
 }
