@@ -40,6 +40,8 @@ export interface LabProxy {
 
 export interface NodeOptions {
   authKey?: string;
+  /** Tags of the pre-auth key minted when no authKey is given (default: the cluster tag). */
+  keyTags?: string[];
   /** Extra config.yaml content merged over the defaults. */
   config?: Record<string, unknown>;
   /** Wait for the node to log "ready" (default true). */
@@ -91,7 +93,7 @@ export class LocalTailnet {
       log: { format: "json", level: this.verbose ? "debug" : "info" },
     };
     writeFileSync(configPath, stringify(deepMerge(base, o.config ?? {})));
-    const authKey = o.authKey ?? (await this.headscale.authKey({ tags: [CLUSTER_TAG] }));
+    const authKey = o.authKey ?? (await this.headscale.authKey({ tags: o.keyTags ?? [CLUSTER_TAG] }));
     const child = spawnChild({
       cmd: process.execPath,
       args: [CLI, "run", "--config", configPath],

@@ -1,0 +1,175 @@
+// npm run bench: every scenario side by side in one run on this machine,
+// printed as a table with ratios, written as JSON (bench/results/latest.json).
+// All load stays on loopback and inside the lab's own namespaces.
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createLogger } from "../controlplane/src/log.ts";
+import { binaryPath, REPO_ROOT } from "../controlplane/src/binaries.ts";
+import { CLUSTER_TAG, CAPABILITY, DEV_USER, LocalTailnet, type Host } from "../localtailnet/mod.ts";
+
+const run = promisify(execFile);
+const NATS = binaryPath("nats");
+const PROBES = join(REPO_ROOT, "bench", "probes.ts");
+const FAST_TAG = "tag:nats-fast";
+const SIZES = [
+  { label: "16 B", size: "16B", bytes: 16, msgs: 200_000 },
+  { label: "1 KiB", size: "1KiB", bytes: 1024, msgs: 100_000 },
+  { label: "64 KiB", size: "64KiB", bytes: 65536, msgs: 4_000 },
+];
+
+const t0 = Date.now();
+const dir = mkdtempSync(join(tmpdir(), "nt-bench-"));
+const log = createLogger({ level: "error" });
+const policy = {
+  tagOwners: { [CLUSTER_TAG]: [`${DEV_USER}@`], [FAST_TAG]: [`${DEV_USER}@`] },
+  acls: [
+    { action: "accept", src: [CLUSTER_TAG], dst: [`${CLUSTER_TAG}:*`] },
+    { action: "accept", src: [FAST_TAG], dst: [`${FAST_TAG}:*`] },
+    { action: "accept", src: ["autogroup:member"], dst: [`${CLUSTER_TAG}:4222`, `${FAST_TAG}:4222`, "autogroup:member:9999"] },
+  ],
+  grants: [{ src: ["autogroup:member"], dst: [CLUSTER_TAG, FAST_TAG], app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] } }],
+};
+const lab = await LocalTailnet.start({ dir, log, policy });
+const results: Record<string, unknown> = {};
+const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
+
+function inNs(h: Host, cmd: string, args: string[], timeout = 180_000) {
+  return run("ip", ["netns", "exec", h.netns, cmd, ...args], { timeout, maxBuffer: 16 << 20 });
+}
+
+/** nats bench sub on one server, pub on another; the subscriber's rate is the figure. */
+async function pubsub(h: Host, pubUrl: string, subUrl: string, s: (typeof SIZES)[number]) {
+  const subj = `bench.${s.size}`;
+  const sub = inNs(h, NATS, ["bench", "sub", subj, "-s", subUrl, "--msgs", String(s.msgs), "--size", s.size, "--no-progress"]);
+  await sleep(700); // the subscription must be in place (and propagated over the route) first
+  await inNs(h, NATS, ["bench", "pub", subj, "-s", pubUrl, "--msgs", String(s.msgs), "--size", s.size, "--no-progress"]);
+  const out = (await sub).stdout;
+  const m = /subscriber stats: ([\d,]+) msgs\/sec ~ ([\d.]+) ([KMG]i?B)\/sec/.exec(out);
+  if (!m) throw new Error(`cannot read nats bench output: ${out}`);
+  const msgs = Number(m[1]!.replace(/,/g, ""));
+  return { msgs_per_s: msgs, mb_per_s: +((msgs * s.bytes) / 1e6).toFixed(1) };
+}
+
+async function probe(h: Host, args: string[]) {
+  const { stdout } = await inNs(h, process.execPath, [PROBES, ...args]);
+  return JSON.parse(stdout.trim().split("\n").pop()!);
+}
+
+function rssMiB(h: Host): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pid of execFileSync("ip", ["netns", "pids", h.netns], { encoding: "utf8" }).split("\n").filter(Boolean)) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const name = cmd.some((a) => a.endsWith("nats-tsnet.ts")) ? "nats-tsnet" : cmd[0]!.split("/").pop()!;
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+      out[name] = +((out[name] ?? 0) + kb / 1024).toFixed(1);
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+try {
+  // ---- The NATS baseline: the same two nats-servers clustered on loopback, no tailnet.
+  say("baseline: two nats-servers clustered on loopback");
+  const base = lab.net.addHost("baseline");
+  const conf = (i: number, other: number) => {
+    const p = join(dir, `base-${i}.conf`);
+    writeFileSync(p, [`server_name: base-${i}`, `listen: "127.0.0.1:${24220 + i}"`, `cluster { name: base, listen: "127.0.0.1:${26220 + i}", routes: ["nats-route://127.0.0.1:${26220 + other}"] }`].join("\n"));
+    return p;
+  };
+  const baseServers = [1, 2].map((i) => spawn("ip", ["netns", "exec", base.netns, binaryPath("nats-server"), "-c", conf(i, 3 - i)], { stdio: "ignore" }));
+  await sleep(2500);
+
+  // ---- nats-tsnet: two nodes, and client devices for the load generators.
+  say("nats-tsnet: cluster A (sync_interval always, the default)");
+  let tc = Date.now();
+  await Promise.all(["nats-1", "nats-2", "nats-3"].map((n) => lab.startNode(n)));
+  await lab.waitForCluster(["nats-1", "nats-2", "nats-3"]);
+  results.formation = { cold_start_3_nodes_s: +((Date.now() - tc) / 1000).toFixed(1) };
+  const bench = "bench-clients";
+  const p1 = await lab.startProxy("pub-device", { to: "nats-1:4222", host: bench, port: 14001 });
+  const p2 = await lab.startProxy("sub-device", { to: "nats-2:4222", host: bench, port: 14002 });
+  const bh = lab.net.hosts.get(bench)!;
+  await sleep(1000);
+
+  const mem: Record<string, unknown> = { idle: rssMiB(lab.nodes.get("nats-1")!.host) };
+  const throughput: Array<Record<string, unknown>> = [];
+  for (const s of SIZES) {
+    say(`core pub/sub ${s.label}`);
+    const b = await pubsub(base, "nats://127.0.0.1:24221", "nats://127.0.0.1:24222", s);
+    let peak: Record<string, number> = {};
+    const sampler = setInterval(() => {
+      const r = rssMiB(lab.nodes.get("nats-1")!.host);
+      for (const [k, v] of Object.entries(r)) peak[k] = Math.max(peak[k] ?? 0, v);
+    }, 250);
+    const t = await pubsub(bh, p1.url, p2.url, s);
+    clearInterval(sampler);
+    if (s.bytes === 1024) mem.under_load_1KiB_peak = peak;
+    throughput.push({ size: s.label, baseline: b, tailnet: t, ratio: +(t.msgs_per_s / b.msgs_per_s).toFixed(2) });
+  }
+  results.throughput = throughput;
+
+  say("raw TCP between two tsnet devices (the medium)");
+  const rawBytes = 200 * 1024 * 1024;
+  await p2.bridge.listen({ name: "sink", port: 9999, target: "127.0.0.1:19999" });
+  const sinkP = probe(bh, ["sink", "19999", String(rawBytes)]);
+  await sleep(800);
+  const fwd = await p1.bridge.forward({ name: "raw", listen: "127.0.0.1:0", targets: [`${p2.bridge.status!.self.ips[0]}:9999`] });
+  await probe(bh, ["send", fwd.addr.split(":")[1]!, String(rawBytes)]).catch(() => undefined);
+  results.raw_tcp_tsnet = await sinkP;
+
+  say("request-reply latency");
+  const rrBase = await probe(base, ["rr", "nats://127.0.0.1:24221", "nats://127.0.0.1:24222", "2000"]);
+  const rrTail = await probe(bh, ["rr", p1.url, p2.url, "2000"]);
+  results.request_reply = { baseline: rrBase, tailnet: rrTail, p50_ratio: +(rrTail.p50_ms / rrBase.p50_ms).toFixed(1) };
+
+  say("JetStream R3 publish: sync_interval always vs nats-server's default (2m)");
+  const jsAlways = await probe(bh, ["jspub", p1.url, "BENCHALWAYS", "1500"]);
+  tc = Date.now();
+  const fast = { tailnet: { cluster_tag: FAST_TAG }, nats: { jetstream: { sync_interval: "2m" } } };
+  await Promise.all(["fast-1", "fast-2", "fast-3"].map((n) => lab.startNode(n, { config: fast, keyTags: [FAST_TAG] })));
+  await lab.waitForCluster(["fast-1", "fast-2", "fast-3"]);
+  const pf = await lab.startProxy("fast-device", { to: "fast-1:4222", host: bench, port: 14003 });
+  await sleep(1000);
+  const jsDefault = await probe(bh, ["jspub", pf.url, "BENCHDEFAULT", "1500"]);
+  results.jetstream_r3 = { sync_always: jsAlways, sync_2m: jsDefault, rate_ratio: +(jsAlways.msgs_per_s / jsDefault.msgs_per_s).toFixed(2) };
+
+  say("a 4th node joining cluster A");
+  tc = Date.now();
+  await lab.startNode("nats-4");
+  await lab.waitForCluster(["nats-1", "nats-2", "nats-3", "nats-4"]);
+  (results.formation as Record<string, number>).fourth_node_join_s = +((Date.now() - tc) / 1000).toFixed(1);
+  results.memory_mib = mem;
+  for (const s of baseServers) s.kill();
+} finally {
+  await lab.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+results.machine = { cpus: cpus().length, cpu: cpus()[0]?.model, mem_gib: Math.round(totalmem() / 2 ** 30), node: process.version };
+results.took_s = Math.round((Date.now() - t0) / 1000);
+mkdirSync(join(REPO_ROOT, "bench", "results"), { recursive: true });
+writeFileSync(join(REPO_ROOT, "bench", "results", "latest.json"), JSON.stringify(results, null, 2) + "\n");
+
+// ---- The table.
+const tp = results.throughput as Array<{ size: string; baseline: { msgs_per_s: number; mb_per_s: number }; tailnet: { msgs_per_s: number; mb_per_s: number }; ratio: number }>;
+const rr = results.request_reply as { baseline: { p50_ms: number; p99_ms: number }; tailnet: { p50_ms: number; p99_ms: number }; p50_ratio: number };
+const js = results.jetstream_r3 as { sync_always: { msgs_per_s: number; p50_ms: number; p99_ms: number }; sync_2m: { msgs_per_s: number; p50_ms: number; p99_ms: number }; rate_ratio: number };
+const lines = [
+  `| scenario | NATS on loopback | nats-tsnet over the tailnet | ratio |`,
+  `|---|---|---|---|`,
+  ...tp.map((r) => `| core pub/sub ${r.size} | ${r.baseline.msgs_per_s.toLocaleString("en")} msg/s (${r.baseline.mb_per_s} MB/s) | ${r.tailnet.msgs_per_s.toLocaleString("en")} msg/s (${r.tailnet.mb_per_s} MB/s) | ${r.ratio} |`),
+  `| request-reply p50 / p99 | ${rr.baseline.p50_ms} / ${rr.baseline.p99_ms} ms | ${rr.tailnet.p50_ms} / ${rr.tailnet.p99_ms} ms | ${rr.p50_ratio}× (p50) |`,
+  `| raw TCP, one tsnet hop (no NATS) | | ${(results.raw_tcp_tsnet as { mb_per_s: number }).mb_per_s} MB/s | |`,
+  `| JetStream R3 publish, sync always vs 2m | ${js.sync_2m.msgs_per_s} msg/s, p50 ${js.sync_2m.p50_ms} ms, p99 ${js.sync_2m.p99_ms} ms (2m) | ${js.sync_always.msgs_per_s} msg/s, p50 ${js.sync_always.p50_ms} ms, p99 ${js.sync_always.p99_ms} ms (always) | ${js.rate_ratio} |`,
+  `| cold start to a ready 3-node cluster | | ${(results.formation as { cold_start_3_nodes_s: number }).cold_start_3_nodes_s} s | |`,
+  `| 4th node's start to routes everywhere | | ${(results.formation as { fourth_node_join_s: number }).fourth_node_join_s} s | |`,
+  `| memory of nats-1, idle (MiB) | | ${JSON.stringify((results.memory_mib as { idle: unknown }).idle)} | |`,
+  `| memory of nats-1, peak under 1 KiB load (MiB) | | ${JSON.stringify((results.memory_mib as { under_load_1KiB_peak: unknown }).under_load_1KiB_peak)} | |`,
+];
+console.log(lines.join("\n"));
+console.log(`\nmachine: ${JSON.stringify(results.machine)}; took ${results.took_s}s; JSON: bench/results/latest.json`);

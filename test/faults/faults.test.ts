@@ -1,0 +1,180 @@
+// Fault suite (npm run test:faults): a client publishes with acks to an R3
+// stream throughout each fault; at the end a checker reads back every
+// acknowledged sequence. Each scenario reports acked, lost (must be 0),
+// duplicates, client reconnect times and time to recover.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { REPO_ROOT } from "../../controlplane/src/binaries.ts";
+import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "../integration/helpers.ts";
+
+const NAMES = ["nats-1", "nats-2", "nats-3"];
+const SOAK_SECONDS = Number(process.env.FAULT_SOAK_SECONDS ?? 600);
+const REPORT = join(REPO_ROOT, "bench", "results", "faults.jsonl");
+
+/** Publishes with acks until stopped; records every acked sequence and reconnect gaps. */
+class Load {
+  acked = new Map<number, string>(); // seq -> msg id
+  failures = 0;
+  reconnects: number[] = [];
+  private stopped = false;
+  private loop?: Promise<void>;
+  private disconnectedAt = 0;
+  readonly nc: NatsConnection;
+  readonly stream: string;
+
+  constructor(nc: NatsConnection, stream: string) {
+    this.nc = nc;
+    this.stream = stream;
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") this.disconnectedAt = Date.now();
+        if (s.type === "reconnect" && this.disconnectedAt) this.reconnects.push(Date.now() - this.disconnectedAt);
+      }
+    })();
+  }
+
+  start(): void {
+    const js = jetstream(this.nc, { timeout: 5000 });
+    let i = 0;
+    this.loop = (async () => {
+      while (!this.stopped) {
+        const id = `${this.stream}-${++i}`;
+        try {
+          const a = await js.publish(`${this.stream}.x`, new TextEncoder().encode(id), { msgID: id });
+          if (!a.duplicate) this.acked.set(a.seq, id);
+        } catch {
+          this.failures++; // not acknowledged: the client would retry; it is not counted as written
+          await sleep(200);
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+
+  /** Reads back every acked sequence; counts lost and duplicated messages. */
+  async check(jsm: JetStreamManager): Promise<{ acked: number; lost: number; duplicates: number }> {
+    let lost = 0;
+    for (const [seq, id] of this.acked) {
+      const m = await jsm.streams.getMessage(this.stream, { seq }).catch(() => null);
+      if (!m || new TextDecoder().decode(m.data) !== id) lost++;
+    }
+    const info = await jsm.streams.info(this.stream);
+    const duplicates = Math.max(0, info.state.messages - this.acked.size);
+    return { acked: this.acked.size, lost, duplicates };
+  }
+}
+
+describe("faults under acked load", () => {
+  let t: TestTailnet;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+
+  before(async () => {
+    t = await startTestTailnet("faults");
+    await Promise.all(NAMES.map((n) => t.tailnet.startNode(n)));
+    await t.tailnet.waitForCluster(NAMES);
+    const proxies = await Promise.all(NAMES.map((n) => t.tailnet.startProxy(`client-${n}`, { to: `${n}:4222` })));
+    nc = await natsConnect(proxies.map((p) => p.url), { name: "fault-load", maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 2000, maxPingOut: 2 });
+    jsm = await jetstreamManager(nc);
+    mkdirSync(join(REPO_ROOT, "bench", "results"), { recursive: true });
+    writeFileSync(REPORT, "");
+  });
+
+  after(async () => {
+    await nc?.close().catch(() => {});
+    await t?.cleanup();
+  });
+
+  async function scenario(name: string, fault: () => Promise<number | void>): Promise<void> {
+    const stream = name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
+    await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: 3, duplicate_window: 120_000_000_000 });
+    const load = new Load(nc, stream);
+    load.start();
+    await eventually(() => load.acked.size >= 20, 30_000, "load under way");
+    const tFault = Date.now();
+    const recoverMs = (await fault()) ?? Date.now() - tFault;
+    await sleep(2000);
+    await load.stop();
+    const r = { scenario: name, ...(await load.check(jsm)), unacked_attempts: load.failures, reconnect_ms: load.reconnects, recover_s: +(Number(recoverMs) / 1000).toFixed(1) };
+    console.log(`# ${JSON.stringify(r)}`);
+    appendFileSync(REPORT, JSON.stringify(r) + "\n");
+    assert.equal(r.lost, 0, `acknowledged messages lost in ${name}`);
+    assert.equal(r.duplicates, 0, `duplicates in ${name}`);
+  }
+
+  test("a node partitioned for 30 s, then healed", () => scenario("partition", async () => {
+    t.tailnet.net.setLink("nats-3", false);
+    await sleep(30_000);
+    const healed = Date.now();
+    t.tailnet.net.setLink("nats-3", true);
+    await t.tailnet.waitForCluster(NAMES, 120_000);
+    return Date.now() - healed;
+  }));
+
+  test("the control server down for 60 s; afterwards a new node still joins", () => scenario("control-down", async () => {
+    await t.tailnet.headscale.stop();
+    await sleep(60_000);
+    await t.tailnet.headscale.start();
+    const back = Date.now();
+    await t.tailnet.startNode("nats-4");
+    await t.tailnet.waitForCluster([...NAMES, "nats-4"], 120_000);
+    await t.tailnet.stopNode("nats-4");
+    return Date.now() - back;
+  }));
+
+  test("a rolling restart of all three nodes", () => scenario("rolling-restart", async () => {
+    const t0 = Date.now();
+    for (const n of NAMES) {
+      await t.tailnet.stopNode(n, "SIGTERM");
+      await t.tailnet.startNode(n);
+      await t.tailnet.waitForCluster(NAMES, 120_000);
+    }
+    return Date.now() - t0;
+  }));
+
+  test("a node whose JetStream store is wiped rejoins and is refilled", () => scenario("wiped-store", async () => {
+    const node = t.tailnet.nodes.get("nats-2")!;
+    await t.tailnet.stopNode("nats-2", "SIGKILL");
+    rmSync(join(node.dir, "state", "jetstream"), { recursive: true, force: true });
+    const t0 = Date.now();
+    await t.tailnet.startNode("nats-2");
+    await t.tailnet.waitForCluster(NAMES, 120_000);
+    return Date.now() - t0;
+  }));
+
+  test(`steady load for ${SOAK_SECONDS} s: memory of every process sampled`, { timeout: (SOAK_SECONDS + 300) * 1000 }, () => scenario("soak", async () => {
+    const sample = () => Object.fromEntries(NAMES.map((n) => [n, rss(t, n)]));
+    const first = sample();
+    const end = Date.now() + SOAK_SECONDS * 1000;
+    let last = first;
+    while (Date.now() < end) {
+      await sleep(Math.min(30_000, end - Date.now()));
+      last = sample();
+    }
+    const growth = Object.fromEntries(NAMES.map((n) => [n, Object.fromEntries(Object.keys(last[n]!).map((p) => [p, +((last[n]![p]! - (first[n]![p] ?? 0))).toFixed(1)]))]));
+    console.log(`# ${JSON.stringify({ soak_seconds: SOAK_SECONDS, rss_mib_start: first, rss_mib_end: last, growth_mib: growth })}`);
+    appendFileSync(REPORT, JSON.stringify({ scenario: "soak-memory", soak_seconds: SOAK_SECONDS, rss_mib_start: first, rss_mib_end: last, growth_mib: growth }) + "\n");
+  }));
+});
+
+function rss(t: TestTailnet, node: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pid of execFileSync("ip", ["netns", "pids", t.tailnet.nodes.get(node)!.host.netns], { encoding: "utf8" }).split("\n").filter(Boolean)) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const name = cmd.some((a) => a.endsWith("nats-tsnet.ts")) ? "nats-tsnet" : cmd[0]!.split("/").pop()!;
+      out[name] = +(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024).toFixed(1);
+    } catch { /* exited */ }
+  }
+  return out;
+}
