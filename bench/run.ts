@@ -59,6 +59,33 @@ async function probe(h: Host, args: string[]) {
   return JSON.parse(stdout.trim().split("\n").pop()!);
 }
 
+/**
+ * Where the bridge spends its CPU, grouped by what the code is for: the
+ * userspace WireGuard and its crypto, gVisor's TCP/IP stack, the kernel
+ * (syscalls on loopback and UDP), the Go runtime, and the bridge's own copy
+ * and NATS-protocol code.
+ */
+async function attribute(profile: string): Promise<Record<string, number>> {
+  const { stdout } = await run("go", ["tool", "pprof", "-top", "-nodecount=100000", profile], { maxBuffer: 64 << 20 });
+  const groups: Array<[string, RegExp]> = [
+    ["wireguard crypto", /chacha20|poly1305|curve25519|blake2s/],
+    ["wireguard (userspace)", /wireguard|wgengine|magicsock|tstun|disco/],
+    ["gVisor netstack", /gvisor\.dev/],
+    ["syscalls (loopback and UDP I/O)", /syscall\.|internal\/poll|unix\.|Syscall/],
+    ["bridge copy path and NATS protocol", /nats-tsnet\/dataplane|io\.Copy|bufio|encoding\/json|nkeys|proxyproto/],
+    ["Go runtime (scheduler, GC, memory)", /^runtime\.|runtime\/internal|internal\/runtime/],
+  ];
+  const out: Record<string, number> = {};
+  for (const line of stdout.split("\n")) {
+    const m = /^\s*[\d.]+\w*\s+([\d.]+)%\s+[\d.]+%\s+[\d.]+\w*\s+[\d.]+%\s+(.+)$/.exec(line);
+    if (!m) continue;
+    const fn = m[2]!;
+    const g = groups.find(([, re]) => re.test(fn))?.[0] ?? "other";
+    out[g] = +((out[g] ?? 0) + Number(m[1])).toFixed(1);
+  }
+  return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
+}
+
 function rssMiB(h: Host): Record<string, number> {
   const out: Record<string, number> = {};
   for (const pid of execFileSync("ip", ["netns", "pids", h.netns], { encoding: "utf8" }).split("\n").filter(Boolean)) {
@@ -87,7 +114,8 @@ try {
   // ---- nats-tsnet: two nodes, and client devices for the load generators.
   say("nats-tsnet: cluster A (sync_interval always, the default)");
   let tc = Date.now();
-  await Promise.all(["nats-1", "nats-2", "nats-3"].map((n) => lab.startNode(n)));
+  // nats-1's bridge serves pprof on its own loopback, for the overhead attribution.
+  await Promise.all(["nats-1", "nats-2", "nats-3"].map((n) => lab.startNode(n, n === "nats-1" ? { env: { NATS_TSNET_BRIDGE_PPROF: "127.0.0.1:6060" } } : {})));
   await lab.waitForCluster(["nats-1", "nats-2", "nats-3"]);
   results.formation = { cold_start_3_nodes_s: +((Date.now() - tc) / 1000).toFixed(1) };
   const bench = "bench-clients";
@@ -112,6 +140,17 @@ try {
     throughput.push({ size: s.label, baseline: b, tailnet: t, ratio: +(t.msgs_per_s / b.msgs_per_s).toFixed(2) });
   }
   results.throughput = throughput;
+
+  say("profile of nats-1's bridge under 1 KiB load");
+  {
+    const profFile = join(dir, "bridge.pprof");
+    const n1 = lab.nodes.get("nats-1")!.host;
+    const grab = inNs(n1, process.execPath, ["-e",
+      `fetch("http://127.0.0.1:6060/debug/pprof/profile?seconds=6").then(r=>r.arrayBuffer()).then(b=>require("fs").writeFileSync(${JSON.stringify(profFile)},Buffer.from(b)))`]);
+    await pubsub(bh, p1.url, p2.url, { label: "1 KiB", size: "1KiB", bytes: 1024, msgs: 400_000 });
+    await grab;
+    results.bridge_profile = await attribute(profFile);
+  }
 
   say("raw TCP between two tsnet devices (the medium)");
   const rawBytes = 200 * 1024 * 1024;
@@ -170,6 +209,9 @@ const lines = [
   `| 4th node's start to routes everywhere | | ${(results.formation as { fourth_node_join_s: number }).fourth_node_join_s} s | |`,
   `| memory of nats-1, idle (MiB) | | ${JSON.stringify((results.memory_mib as { idle: unknown }).idle)} | |`,
   `| memory of nats-1, peak under 1 KiB load (MiB) | | ${JSON.stringify((results.memory_mib as { under_load_1KiB_peak: unknown }).under_load_1KiB_peak)} | |`,
+  "",
+  "nats-1's bridge CPU under 1 KiB pub/sub load (Go pprof, share of samples):",
+  ...Object.entries(results.bridge_profile as Record<string, number>).map(([g, v]) => `  ${g.padEnd(40)} ${v.toFixed(1).padStart(5)} %`),
 ];
 console.log(lines.join("\n"));
 console.log(`\nmachine: ${JSON.stringify(results.machine)}; took ${results.took_s}s; JSON: bench/results/latest.json`);

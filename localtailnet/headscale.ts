@@ -59,7 +59,7 @@ export class Headscale {
   private child?: ChildProcess;
   private readonly configPath: string;
   private readonly log: Logger;
-  private users = new Map<string, number>();
+  private users = new Map<string, Promise<number>>();
 
   constructor(host: Host, dir: string, log: Logger, policy: Record<string, unknown> = defaultPolicy()) {
     this.host = host;
@@ -163,13 +163,19 @@ export class Headscale {
     return stdout.trim() ? JSON.parse(stdout) : undefined;
   }
 
-  async ensureUser(name: string): Promise<number> {
-    const known = this.users.get(name);
-    if (known) return known;
-    const list: Array<{ id: number; name: string }> = (await this.cli(["users", "list"])) ?? [];
-    const found = list.find((u) => u.name === name) ?? (await this.cli(["users", "create", name]));
-    this.users.set(name, Number(found.id));
-    return Number(found.id);
+  ensureUser(name: string): Promise<number> {
+    // One look-up per user even when devices are started concurrently.
+    let p = this.users.get(name);
+    if (!p) {
+      p = (async () => {
+        const list: Array<{ id: number; name: string }> = (await this.cli(["users", "list"])) ?? [];
+        const found = list.find((u) => u.name === name) ?? (await this.cli(["users", "create", name]));
+        return Number(found.id);
+      })();
+      p.catch(() => this.users.delete(name));
+      this.users.set(name, p);
+    }
+    return p;
   }
 
   /** A pre-auth key: tagged (owned by the tag) or owned by a user. */

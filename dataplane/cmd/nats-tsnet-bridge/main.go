@@ -47,6 +47,7 @@ func main() {
 		listen    string
 		to        string
 		socksAddr string
+		pprofAddr string
 		upTimeout = fs.Duration("up-timeout", 60*time.Second, "how long to wait for the tailnet")
 		port      = fs.Int("port", 0, "WireGuard UDP port (0 = any)")
 	)
@@ -61,7 +62,11 @@ func main() {
 	fs.StringVar(&listen, "listen", "127.0.0.1:4222", "client mode: local address, or fd:N for an inherited listening socket")
 	fs.StringVar(&to, "to", "", "client mode: tailnet host:port to forward to")
 	fs.StringVar(&socksAddr, "socks5", "", "client mode: also serve SOCKS5 on this local address (or fd:N)")
+	fs.StringVar(&pprofAddr, "pprof", os.Getenv("NATS_TSNET_BRIDGE_PPROF"), "serve Go pprof on this loopback address (profiling only)")
 	_ = fs.Parse(args)
+	if pprofAddr != "" {
+		startPprof(pprofAddr)
+	}
 
 	if !logUpload {
 		// Privacy by default, and the offline test tailnet must never try
