@@ -1,15 +1,15 @@
 // npm run bench: every scenario side by side in one run on this machine,
 // printed as a table with ratios, written as JSON (bench/results/latest.json).
 // All load stays on loopback and inside the lab's own namespaces.
-import { execFile, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createLogger } from "../controlplane/src/log.ts";
 import { binaryPath, REPO_ROOT } from "../controlplane/src/binaries.ts";
-import { CLUSTER_TAG, CAPABILITY, DEV_USER, LocalTailnet, type Host } from "../localtailnet/mod.ts";
+import { CLUSTER_TAG, CAPABILITY, DEV_USER, LocalTailnet, namespaceMemory, type Host } from "../localtailnet/mod.ts";
 
 const run = promisify(execFile);
 const NATS = binaryPath("nats");
@@ -86,18 +86,6 @@ async function attribute(profile: string): Promise<Record<string, number>> {
   return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
 }
 
-function rssMiB(h: Host): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const pid of execFileSync("ip", ["netns", "pids", h.netns], { encoding: "utf8" }).split("\n").filter(Boolean)) {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      const name = cmd.some((a) => a.endsWith("nats-tsnet.ts")) ? "nats-tsnet" : cmd[0]!.split("/").pop()!;
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-      out[name] = +((out[name] ?? 0) + kb / 1024).toFixed(1);
-    } catch { /* gone */ }
-  }
-  return out;
-}
 
 try {
   // ---- The NATS baseline: the same two nats-servers clustered on loopback, no tailnet.
@@ -124,14 +112,14 @@ try {
   const bh = lab.net.hosts.get(bench)!;
   await sleep(1000);
 
-  const mem: Record<string, unknown> = { idle: rssMiB(lab.nodes.get("nats-1")!.host) };
+  const mem: Record<string, unknown> = { idle: namespaceMemory(lab.nodes.get("nats-1")!.host.netns) };
   const throughput: Array<Record<string, unknown>> = [];
   for (const s of SIZES) {
     say(`core pub/sub ${s.label}`);
     const b = await pubsub(base, "nats://127.0.0.1:24221", "nats://127.0.0.1:24222", s);
     let peak: Record<string, number> = {};
     const sampler = setInterval(() => {
-      const r = rssMiB(lab.nodes.get("nats-1")!.host);
+      const r = namespaceMemory(lab.nodes.get("nats-1")!.host.netns);
       for (const [k, v] of Object.entries(r)) peak[k] = Math.max(peak[k] ?? 0, v);
     }, 250);
     const t = await pubsub(bh, p1.url, p2.url, s);

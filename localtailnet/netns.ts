@@ -3,7 +3,7 @@
 // No namespace has a default route and none is connected to the host's
 // own namespace, so nothing started inside can reach beyond this machine.
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { EnvironmentError } from "../controlplane/src/errors.ts";
 
 const SUBNET = "10.213.0"; // inside our own namespaces only; never routed
@@ -124,3 +124,23 @@ export function labNamespaces(id: string): string[] {
   return ip("netns", "list").split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(id + "-"));
 }
 
+
+/**
+ * Resident memory (MiB) of the processes running in a namespace, by what
+ * they are: "nats-tsnet" (the Node.js node), "nats-tsnet-bridge", "nats-server".
+ */
+export function namespaceMemory(netns: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pid of ip("netns", "pids", netns).split("\n").filter(Boolean)) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      // Node names its main thread, so tell processes apart by what they run.
+      const name = cmd.some((a) => a.endsWith("nats-tsnet.ts")) ? "nats-tsnet" : cmd[0]!.split("/").pop()!;
+      const kib = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+      out[name] = +((out[name] ?? 0) + kib / 1024).toFixed(1);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}

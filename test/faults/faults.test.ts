@@ -4,14 +4,14 @@
 // duplicates, client reconnect times and time to recover.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { REPO_ROOT } from "../../controlplane/src/binaries.ts";
-import { CLI } from "../../localtailnet/mod.ts";
+import { CLI, namespaceMemory } from "../../localtailnet/mod.ts";
 import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "../integration/helpers.ts";
 
 const NAMES = ["nats-1", "nats-2", "nats-3"];
@@ -165,7 +165,7 @@ describe("faults under acked load", () => {
   }));
 
   test(`steady load for ${SOAK_SECONDS} s: memory of every process sampled`, { timeout: (SOAK_SECONDS + 300) * 1000 }, () => scenario("soak", async () => {
-    const sample = () => Object.fromEntries(NAMES.map((n) => [n, rss(t, n)]));
+    const sample = () => Object.fromEntries(NAMES.map((n) => [n, namespaceMemory(t.tailnet.nodes.get(n)!.host.netns)]));
     const first = sample();
     const end = Date.now() + SOAK_SECONDS * 1000;
     let last = first;
@@ -178,15 +178,3 @@ describe("faults under acked load", () => {
     appendFileSync(REPORT, JSON.stringify({ scenario: "soak-memory", soak_seconds: SOAK_SECONDS, rss_mib_start: first, rss_mib_end: last, growth_mib: growth }) + "\n");
   }));
 });
-
-function rss(t: TestTailnet, node: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const pid of execFileSync("ip", ["netns", "pids", t.tailnet.nodes.get(node)!.host.netns], { encoding: "utf8" }).split("\n").filter(Boolean)) {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      const name = cmd.some((a) => a.endsWith("nats-tsnet.ts")) ? "nats-tsnet" : cmd[0]!.split("/").pop()!;
-      out[name] = +(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024).toFixed(1);
-    } catch { /* exited */ }
-  }
-  return out;
-}

@@ -3,7 +3,7 @@ import { binaryPath } from "../../controlplane/src/binaries.ts";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, describe, test } from "node:test";
 import {
   formatDuration,
