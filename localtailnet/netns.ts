@@ -23,7 +23,7 @@ export interface Host {
 
 /** Says why namespaces cannot be used here, or undefined if they can. */
 export function namespacesUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return "network namespaces need root (run as root, or use --no-netns)";
+  if (process.getuid?.() !== 0) return "the local tailnet runs every device in a network namespace of its own, which needs root: run as root";
   try {
     ip("netns", "list");
   } catch (e) {

@@ -3,6 +3,7 @@
 // upstream nats-server, nats.js over the tailnet through a client device.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
+import { connect as tcpConnect } from "node:net";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -87,6 +88,39 @@ describe("a single node on the local tailnet", () => {
     }, 10_000, "loopback-only listeners");
     assert.ok(listeners.includes("127.0.0.1:14222"), `nats-server client port on loopback: ${listeners}`);
     assert.ok(listeners.includes("127.0.0.1:18222"), `monitoring port on loopback: ${listeners}`);
+  });
+
+  test("client mode also serves SOCKS5 onto the tailnet", async () => {
+    const p = await t.tailnet.startProxy("socks-user", { to: "nats-1:4222", socks5: true });
+    // RFC 1928 by hand: no-auth greeting, then CONNECT to a tailnet name.
+    const first = await new Promise<string>((resolve, reject) => {
+      const s = tcpConnect(p.socks5Port!, "127.0.0.1");
+      const host = Buffer.from("nats-1");
+      let stage = 0;
+      let buf = Buffer.alloc(0);
+      s.on("connect", () => s.write(Buffer.from([5, 1, 0])));
+      s.on("data", (d) => {
+        buf = Buffer.concat([buf, d]);
+        if (stage === 0 && buf.length >= 2) {
+          assert.deepEqual([...buf.subarray(0, 2)], [5, 0]);
+          buf = buf.subarray(2);
+          stage = 1;
+          s.write(Buffer.concat([Buffer.from([5, 1, 0, 3, host.length]), host, Buffer.from([0x10, 0x7e])]));
+        } else if (stage === 1 && buf.length >= 10) {
+          assert.equal(buf[1], 0, "SOCKS5 CONNECT succeeded");
+          buf = buf.subarray(10);
+          stage = 2;
+        }
+        if (stage === 2 && buf.includes("\r\n")) {
+          resolve(buf.toString().split(" ")[0]!);
+          s.destroy();
+        }
+      });
+      s.on("error", reject);
+      s.setTimeout(15_000, () => reject(new Error("SOCKS5 timed out")));
+    });
+    assert.equal(first, "INFO");
+    await p.stop();
   });
 
   test("forwarders try every tailnet address: IPv6 works, and a dead first address falls back", async () => {
