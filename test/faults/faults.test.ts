@@ -103,7 +103,9 @@ describe("faults under acked load", () => {
 
   async function scenario(name: string, fault: () => Promise<number | void>): Promise<void> {
     const stream = name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
-    await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: 3, duplicate_window: 120_000_000_000 });
+    // Right after a cluster forms (or heals) the meta leader may not yet have
+    // heard from every peer ("no suitable peers for placement"): retry.
+    await eventually(() => jsm.streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: 3, duplicate_window: 120_000_000_000 }), 60_000, `stream ${stream} placed on three nodes`);
     const load = new Load(nc, stream);
     load.start();
     await eventually(() => load.acked.size >= 20, 30_000, "load under way");
