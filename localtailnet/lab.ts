@@ -206,6 +206,7 @@ export class LocalTailnet {
     const servers = inside ? [] : [await listenLoopback(o.port ?? 0)];
     if (o.socks5 && !inside) servers.push(await listenLoopback(0));
     const port = inside ? o.port! : (servers[0]!.address() as { port: number }).port;
+    const socks5Port = servers[1] ? (servers[1].address() as { port: number }).port : undefined;
     const authKey = await this.headscale.authKey(o.tags?.length ? { tags: o.tags } : { user: o.user });
     const bridgeP = Bridge.start({
       mode: "client",
@@ -231,7 +232,7 @@ export class LocalTailnet {
     const p: LabProxy = {
       name, host, port, bridge,
       url: `nats://127.0.0.1:${port}`,
-      socks5Port: o.socks5 ? (servers[1]!.address() as { port: number } | null)?.port : undefined,
+      socks5Port,
       stop: async () => {
         await bridge.stop();
         this.proxies.delete(name);
