@@ -67,16 +67,35 @@ class Load {
     await this.loop;
   }
 
-  /** Reads back every acked sequence; counts lost and duplicated messages. */
-  async check(jsm: JetStreamManager): Promise<{ acked: number; lost: number; duplicates: number }> {
+  /**
+   * Reads back every acked sequence; counts lost and duplicated messages.
+   * A read that fails for any reason but "no message" (a stream leader
+   * being elected after the fault, say) is retried: only a message the
+   * stream says it does not have, or has with other content, is lost.
+   */
+  async check(jsm: JetStreamManager): Promise<{ acked: number; lost: number; duplicates: number; lost_sample: number[] }> {
     let lost = 0;
+    const sample: number[] = [];
     for (const [seq, id] of this.acked) {
-      const m = await jsm.streams.getMessage(this.stream, { seq }).catch(() => null);
-      if (!m || new TextDecoder().decode(m.data) !== id) lost++;
+      let data: string | null = null;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const m = await jsm.streams.getMessage(this.stream, { seq });
+          data = m ? new TextDecoder().decode(m.data) : null;
+          break;
+        } catch (e) {
+          if (/no message found/i.test((e as Error).message) || attempt >= 60) break;
+          await sleep(500);
+        }
+      }
+      if (data !== id) {
+        lost++;
+        if (sample.length < 10) sample.push(seq);
+      }
     }
     const info = await jsm.streams.info(this.stream);
     const duplicates = Math.max(0, info.state.messages - this.acked.size);
-    return { acked: this.acked.size, lost, duplicates };
+    return { acked: this.acked.size, lost, duplicates, lost_sample: sample };
   }
 }
 
