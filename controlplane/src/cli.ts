@@ -127,9 +127,9 @@ export async function main(argv: string[]): Promise<number> {
     });
   auth
     .command("account")
+    .description("accounts")
+    .command("add <name>")
     .description("add or edit an account")
-    .argument("<action>", "add")
-    .argument("<name>", "account name")
     .option(...dirOpt)
     .option("--max-conns <n>", "connections", num)
     .option("--max-subs <n>", "subscriptions", num)
@@ -138,16 +138,15 @@ export async function main(argv: string[]): Promise<number> {
     .option("--js-memory <n>", "JetStream memory bytes", num)
     .option("--js-disk <n>", "JetStream disk bytes", num)
     .option("--max-streams <n>", "JetStream streams", num)
-    .action(async (action: string, name: string, o: { dir: string; maxConns?: number; maxSubs?: number; maxPayload?: number; maxData?: number; jsMemory?: number; jsDisk?: number; maxStreams?: number }) => {
-      if (action !== "add") throw new InvalidArgumentError(`unknown action ${action}`);
+    .action(async (name: string, o: { dir: string; maxConns?: number; maxSubs?: number; maxPayload?: number; maxData?: number; jsMemory?: number; jsDisk?: number; maxStreams?: number }) => {
       const pub = await addAccount(o.dir, name, { conns: o.maxConns, subs: o.maxSubs, payload: o.maxPayload, data: o.maxData, jsMemory: o.jsMemory, jsDisk: o.jsDisk, streams: o.maxStreams });
       process.stdout.write(`account ${name} (${pub}); push it to the cluster with 'nats-tsnet auth push'\n`);
     });
   auth
     .command("user")
+    .description("users")
+    .command("add <name>")
     .description("add a user and write its .creds file")
-    .argument("<action>", "add")
-    .argument("<name>", "user name")
     .requiredOption("--account <name>", "the user's account")
     .option(...dirOpt)
     .option("--pub-allow <subjects>", "comma-separated", list)
@@ -159,8 +158,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--expiry <duration>", "the credentials expire after this", dur)
     .option("--bearer", "bearer token (no nonce signing)")
     .option("--no-proxy-required", "also usable without a node's tailnet face (not recommended)")
-    .action(async (action: string, name: string, o: { account: string; dir: string; pubAllow?: string[]; pubDeny?: string[]; subAllow?: string[]; subDeny?: string[]; respMax?: number; respTtl?: number; expiry?: number; bearer?: boolean; proxyRequired: boolean }) => {
-      if (action !== "add") throw new InvalidArgumentError(`unknown action ${action}`);
+    .action(async (name: string, o: { account: string; dir: string; pubAllow?: string[]; pubDeny?: string[]; subAllow?: string[]; subDeny?: string[]; respMax?: number; respTtl?: number; expiry?: number; bearer?: boolean; proxyRequired: boolean }) => {
       const path = await addUser(o.dir, o.account, name, {
         pubAllow: o.pubAllow, pubDeny: o.pubDeny, subAllow: o.subAllow, subDeny: o.subDeny,
         respMax: o.respMax, respTtlMs: o.respTtl, expiresInMs: o.expiry, bearer: o.bearer, proxyRequired: o.proxyRequired,
