@@ -5,7 +5,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createLogger } from "../controlplane/src/log.ts";
+import {
+  createLogger,
+} from "../controlplane/src/mod.ts";
 import { LocalTailnet, namespaceMemory } from "../localtailnet/mod.ts";
 
 

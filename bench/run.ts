@@ -7,8 +7,11 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createLogger } from "../controlplane/src/log.ts";
-import { binaryPath, REPO_ROOT } from "../controlplane/src/binaries.ts";
+import {
+  createLogger,
+  binaryPath,
+  REPO_ROOT,
+} from "../controlplane/src/mod.ts";
 import { CLUSTER_TAG, CAPABILITY, DEV_USER, LocalTailnet, namespaceMemory, type Host } from "../localtailnet/mod.ts";
 
 const run = promisify(execFile);

@@ -8,9 +8,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { stringify } from "yaml";
-import { binaryPath } from "../controlplane/src/binaries.ts";
-import { EnvironmentError } from "../controlplane/src/errors.ts";
-import { eachLine, spawnChild, terminate } from "../controlplane/src/supervise/spawn.ts";
+import {
+  binaryPath,
+  EnvironmentError,
+  eachLine,
+  spawnChild,
+  terminate,
+} from "../controlplane/src/mod.ts";
 import type { Host } from "./netns.ts";
 
 const run = promisify(execFile);

@@ -8,9 +8,15 @@ import { execFile, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { stringify } from "yaml";
-import { REPO_ROOT } from "../controlplane/src/binaries.ts";
-import { Bridge } from "../controlplane/src/bridge/client.ts";
-import { eachLine, exited, spawnChild, terminate } from "../controlplane/src/supervise/spawn.ts";
+import {
+  REPO_ROOT,
+  Bridge,
+  deepMerge,
+  eachLine,
+  exited,
+  spawnChild,
+  terminate,
+} from "../controlplane/src/mod.ts";
 import { NetLab, type Host } from "./netns.ts";
 import { CLUSTER_TAG, Headscale, defaultPolicy, tailnetEnv } from "./headscale.ts";
 
@@ -195,6 +201,8 @@ export class LocalTailnet {
     socks5?: boolean;
     user?: string;
     tags?: string[];
+    /** The loopback address to listen on (default 127.0.0.1); ignored with host. */
+    listenHost?: string;
     /**
      * Run on this (possibly shared) lab host and listen on its own loopback
      * instead of ours: for load generators that must run inside the lab.
@@ -203,8 +211,9 @@ export class LocalTailnet {
   }): Promise<LabProxy> {
     const host = this.net.hosts.get(o.host ?? name) ?? this.net.addHost(o.host ?? name);
     const inside = Boolean(o.host);
-    const servers = inside ? [] : [await listenLoopback(o.port ?? 0)];
-    if (o.socks5 && !inside) servers.push(await listenLoopback(0));
+    const listenHost = inside ? "127.0.0.1" : (o.listenHost ?? "127.0.0.1");
+    const servers = inside ? [] : [await listenLoopback(o.port ?? 0, listenHost)];
+    if (o.socks5 && !inside) servers.push(await listenLoopback(0, listenHost));
     const port = inside ? o.port! : (servers[0]!.address() as { port: number }).port;
     const socks5Port = servers[1] ? (servers[1].address() as { port: number }).port : undefined;
     const authKey = await this.headscale.authKey(o.tags?.length ? { tags: o.tags } : { user: o.user });
@@ -231,7 +240,7 @@ export class LocalTailnet {
     const bridge = await bridgeP;
     const p: LabProxy = {
       name, host, port, bridge,
-      url: `nats://127.0.0.1:${port}`,
+      url: `nats://${listenHost}:${port}`,
       socks5Port,
       stop: async () => {
         await bridge.stop();
@@ -250,23 +259,12 @@ export class LocalTailnet {
   }
 }
 
-function listenLoopback(port: number): Promise<Server> {
+function listenLoopback(port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
-    s.listen({ host: "127.0.0.1", port }, () => resolve(s));
+    s.listen({ host, port }, () => resolve(s));
   });
-}
-
-export function deepMerge<T extends Record<string, unknown>>(a: T, b: Record<string, unknown>): T {
-  const out: Record<string, unknown> = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const cur = out[k];
-    out[k] = v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" && !Array.isArray(cur)
-      ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>)
-      : v;
-  }
-  return out as T;
 }
 
 export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

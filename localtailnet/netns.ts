@@ -4,7 +4,9 @@
 // own namespace, so nothing started inside can reach beyond this machine.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { EnvironmentError } from "../controlplane/src/errors.ts";
+import {
+  EnvironmentError,
+} from "../controlplane/src/mod.ts";
 
 const SUBNET = "10.213.0"; // inside our own namespaces only; never routed
 let labCounter = 0;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { main } from "../src/cli.ts";
+import { main } from "../src/cli/main.ts";
 
 // Exit explicitly: after a fatal error, children's pipes would keep the
 // event loop (and so this process) alive; the children follow us out

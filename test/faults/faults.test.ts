@@ -10,7 +10,9 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { REPO_ROOT } from "../../controlplane/src/binaries.ts";
+import {
+  REPO_ROOT,
+} from "../../controlplane/src/mod.ts";
 import { CLI, namespaceMemory } from "../../localtailnet/mod.ts";
 import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "../integration/helpers.ts";
 

@@ -11,8 +11,10 @@ import { after, before, describe, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CLI, type LabProxy } from "../../localtailnet/mod.ts";
-import { exited } from "../../controlplane/src/supervise/spawn.ts";
-import { ExitCode } from "../../controlplane/src/errors.ts";
+import {
+  exited,
+  ExitCode,
+} from "../../controlplane/src/mod.ts";
 import { eventually, logTail, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();

@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync, createWriteStream, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createLogger } from "../../controlplane/src/log.ts";
+import {
+  createLogger,
+} from "../../controlplane/src/mod.ts";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { LocalTailnet } from "../../localtailnet/mod.ts";
 

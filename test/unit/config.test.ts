@@ -3,16 +3,18 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { hostname as osHostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
-import { ConfigError, ExitCode } from "../../controlplane/src/errors.ts";
 import {
+  ConfigError,
+  ExitCode,
   configJsonSchema,
   loadConfig,
   redactConfig,
   resolveAuthKey,
   sanitizeHostname,
   type Config,
-} from "../../controlplane/src/config/mod.ts";
-import { SCHEMA_FILE, schemaFileText } from "../../controlplane/src/config/write-schema.ts";
+  SCHEMA_FILE,
+  schemaFileText,
+} from "../../controlplane/src/mod.ts";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
 const tmp = mkdtempSync(join(tmpdir(), "nats-tsnet-config-"));

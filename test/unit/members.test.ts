@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { diffMembers, dialTargets, membersOf, routeAlias } from "../../controlplane/src/cluster/members.ts";
-import type { Device, TailnetStatus } from "../../controlplane/src/bridge/client.ts";
+import {
+  diffMembers,
+  dialTargets,
+  membersOf,
+  routeAlias,
+  type Device,
+  type TailnetStatus,
+} from "../../controlplane/src/mod.ts";
 
 const dev = (id: string, name: string, tags: string[], ips = [`100.64.0.${id}`, `fd7a:115c:a1e0::${id}`], online = true): Device =>
   ({ id, name, dnsName: `${name}.ts.net`, hostName: name, ips, tags, online });

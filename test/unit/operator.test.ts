@@ -6,7 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { decode } from "@nats-io/jwt";
-import { addAccount, addUser, importNsc, initStore, readStore } from "../../controlplane/src/auth/operator.ts";
+import {
+  addAccount,
+  addUser,
+  importNsc,
+  initStore,
+  readStore,
+} from "../../controlplane/src/mod.ts";
 
 const fresh = () => mkdtempSync(join(tmpdir(), "nt-op-"));
 

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { decide, identityOf, type Allowed } from "../../controlplane/src/auth/policy.ts";
-import type { AuthConfig } from "../../controlplane/src/config/mod.ts";
+import {
+  decide,
+  identityOf,
+  type Allowed,
+  type AuthConfig,
+} from "../../controlplane/src/mod.ts";
 
 const CAP = "example.com/cap/nats";
 const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({ mode: "tailnet", operator_dir: "", capability: CAP, accounts: ["APP", "OPS"], rules: [], ...over });
@@ -27,6 +31,18 @@ describe("decisions", () => {
     assert.deepEqual(d.pub, { allow: ["a.>", "b.>"], deny: ["a.secret"] });
     assert.deepEqual(d.sub, { allow: ["_INBOX.>"], deny: [] });
     assert.equal(d.account, "APP");
+  });
+
+  test("resp.ttl follows the config's duration rules: valid ones become nanoseconds, others refuse the grant", () => {
+    const ok = decide(alice, [{ sub: { allow: ["svc.>"] }, resp: { max: 2, ttl: "1m30s" } }], auth()) as Allowed;
+    assert.deepEqual(ok.resp, { max: 2, ttl: 90_000_000_000 });
+    const none = decide(alice, [{ sub: { allow: ["svc.>"] }, resp: { max: 1 } }], auth()) as Allowed;
+    assert.deepEqual(none.resp, { max: 1, ttl: 0 });
+    for (const ttl of ["abc", "-5s", "1d", "5", " 5s"]) {
+      const d = decide(alice, [{ sub: { allow: ["svc.>"] }, resp: { max: 1, ttl } }], auth());
+      assert.equal(d.allow, false, ttl);
+      assert.match((d as { reason: string }).reason, /^grant 1 of example\.com\/cap\/nats for alice@example\.com \(laptop\) is malformed: resp\.ttl: /, ttl);
+    }
   });
 
   test("no allow list means nothing is allowed (NATS itself would read it as everything)", () => {

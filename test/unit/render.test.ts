@@ -1,11 +1,6 @@
 import assert from "node:assert/strict";
-import { binaryPath } from "../../controlplane/src/binaries.ts";
-import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { after, describe, test } from "node:test";
 import {
+  binaryPath,
   formatDuration,
   loadConfig,
   natsServerConfPath,
@@ -14,8 +9,17 @@ import {
   renderNatsServerConfig,
   type Config,
   type ConfigInput,
-} from "../../controlplane/src/config/mod.ts";
-import { q } from "../../controlplane/src/config/render.ts";
+  q,
+  initStore,
+  type AuthPieces,
+  type NodePieces,
+} from "../../controlplane/src/mod.ts";
+import { createAccount, createServer } from "@nats-io/nkeys";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, describe, test } from "node:test";
 
 const NATS_SERVER = findNatsServer();
 const tmp = mkdtempSync(join(tmpdir(), "nats-tsnet-render-"));
@@ -41,10 +45,18 @@ function fullConfig(): Config {
   });
 }
 
-const fullExtra = {
-  routes: ["nats://127.0.0.1:40001", "nats://127.0.0.1:40002"],
+const sys = { user: "nats-tsnet-sys", password: "sys-pw" };
+const tailnetAuth: AuthPieces = {
+  mode: "tailnet",
+  proxyKey: createServer().getPublicKey(),
+  sys,
+  callout: { user: "nats-tsnet-auth", password: "auth-pw", issuer: createAccount().getPublicKey() },
+};
+const fullExtra: NodePieces = {
+  routes: ["nats-route://127.0.0.1:40001", "nats-route://127.0.0.1:40002"],
+  routeSecret: { user: "nats-tsnet-route", pass: "route-pw" },
   clusterAdvertise: "127.0.0.1:16222",
-  extraBlocks: ["accounts {\n  APP: { users: [ { user: a, password: b } ] }\n}\n"],
+  auth: tailnetAuth,
 };
 
 describe("renderNatsServerConfig", () => {
@@ -68,7 +80,7 @@ describe("renderNatsServerConfig", () => {
       '  listen: "127.0.0.1:16222"',
       "  no_advertise: true",
       "  routes: [",
-      '    "nats://127.0.0.1:16222"',
+      '    "nats-route://127.0.0.1:16222"',
       "  ]",
       "}",
       "",
@@ -88,6 +100,28 @@ describe("renderNatsServerConfig", () => {
     }
   });
 
+  test("a node with no peers routes to itself, with the route secret like every route", () => {
+    const text = renderNatsServerConfig(config(), { routeSecret: { user: "r", pass: "p/w" } });
+    assert.match(text, /^ {2}routes: \[\n {4}"nats-route:\/\/r:p%2Fw@127\.0\.0\.1:16222"\n {2}\]$/m);
+  });
+
+  test("auth mode none: one APP user the bridge must vouch for, picked by no_auth_user", () => {
+    const text = renderNatsServerConfig(config(), { auth: { mode: "none", proxyKey: tailnetAuth.proxyKey, sys, appPassword: "app-pw" } });
+    assert.match(text, /APP \{ jetstream: enabled, users: \[ \{ user: "tailnet", password: "app-pw", proxy_required: true \} \] \}/);
+    assert.match(text, /^no_auth_user: "tailnet"$/m);
+    assert.doesNotMatch(text, /auth_callout/);
+  });
+
+  test("auth mode tailnet: the callout decides, in the configured accounts", () => {
+    const c = config({ auth: { accounts: ["APP", "TEAM"] } });
+    const text = renderNatsServerConfig(c, { auth: tailnetAuth });
+    assert.match(text, /^ {2}"APP" \{ jetstream: enabled \}$/m);
+    assert.match(text, /^ {2}"TEAM" \{ jetstream: enabled \}$/m);
+    assert.match(text, new RegExp(`issuer: "${tailnetAuth.callout.issuer}"`));
+    assert.match(text, /auth_users: \[ "nats-tsnet-auth", "nats-tsnet-sys" \]/);
+    assert.doesNotMatch(text, /no_auth_user/);
+  });
+
   test("sync_interval renders as the bare word always by default", () => {
     assert.match(renderNatsServerConfig(config()), /^ {2}sync_interval: always$/m);
   });
@@ -102,7 +136,7 @@ describe("renderNatsServerConfig", () => {
     assert.match(text, /^cluster \{$/m);
   });
 
-  test("optional settings, routes, advertise and extra blocks", () => {
+  test("optional settings, routes, advertise, the route secret and the auth block", () => {
     const c = fullConfig();
     const text = renderNatsServerConfig(c, { ...fullExtra, clientAdvertise: "nats-1.tailnet.ts.net:4222" });
     assert.match(text, /^max_payload: 2097152$/m);
@@ -113,7 +147,9 @@ describe("renderNatsServerConfig", () => {
     assert.match(text, /^ {2}max_memory_store: 1073741824$/m);
     assert.match(text, /^ {2}max_file_store: 10737418240$/m);
     assert.match(text, /^ {2}advertise: "127\.0\.0\.1:16222"$/m);
-    assert.match(text, /^ {2}routes: \[\n {4}"nats:\/\/127\.0\.0\.1:40001"\n {4}"nats:\/\/127\.0\.0\.1:40002"\n {2}\]$/m);
+    assert.match(text, /^ {2}routes: \[\n {4}"nats-route:\/\/nats-tsnet-route:route-pw@127\.0\.0\.1:40001"\n {4}"nats-route:\/\/nats-tsnet-route:route-pw@127\.0\.0\.1:40002"\n {2}\]$/m);
+    assert.match(text, /^ {2}authorization \{ user: "nats-tsnet-route", password: "route-pw" \}$/m);
+    assert.match(text, new RegExp(`^proxies \\{ trusted: \\[ \\{ key: "${tailnetAuth.proxyKey}" \\} \\] \\}$`, "m"));
     assert.ok(text.indexOf("accounts {") > text.indexOf("cluster {"));
     assert.ok(text.indexOf("accounts {") < text.indexOf("include "));
   });
@@ -153,9 +189,16 @@ describe("renderNatsServerConfig", () => {
     assert.match(text, /^server_name: "a\\"b"$/m);
   });
 
-  test("nats-server accepts the rendered config (built by scripts/build.sh)", { skip: !NATS_SERVER }, () => {
+  test("nats-server accepts the rendered config in every auth mode (built by scripts/build.sh)", { skip: !NATS_SERVER }, async () => {
     const c = fullConfig();
-    for (const text of [renderNatsServerConfig(config()), renderNatsServerConfig(c, fullExtra)]) {
+    const store = await initStore(join(tmp, "auth-store"), "render-test");
+    const operator: AuthPieces = {
+      mode: "operator", proxyKey: tailnetAuth.proxyKey, operatorJwtPath: store.operator.jwtPath,
+      systemAccount: store.systemAccount, resolverDir: join(tmp, "jwt"),
+    };
+    const none: AuthPieces = { mode: "none", proxyKey: tailnetAuth.proxyKey, sys, appPassword: "x" };
+    const texts = [renderNatsServerConfig(config()), ...[tailnetAuth, none, operator].map((auth) => renderNatsServerConfig(c, { ...fullExtra, auth }))];
+    for (const text of texts) {
       const conf = natsServerConfPath(c);
       mkdirSync(dirname(conf), { recursive: true });
       writeFileSync(conf, text);
@@ -214,6 +257,6 @@ describe("standalone", () => {
     assert.doesNotMatch(solo, /routes/);
     writeFileSync(file, "hostname: member\n");
     const member = renderNatsServerConfig(loadConfig({ file, env: {} }));
-    assert.match(member, /cluster \{[^}]*routes: \[\n {4}"nats:\/\/127\.0\.0\.1:16222"\n {2}\]/);
+    assert.match(member, /cluster \{[^}]*routes: \[\n {4}"nats-route:\/\/127\.0\.0\.1:16222"\n {2}\]/);
   });
 });

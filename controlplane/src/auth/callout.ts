@@ -7,7 +7,7 @@ import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { decode, encodeAuthorizationResponse, encodeUser, type AuthorizationRequest } from "@nats-io/jwt";
 import type { Logger } from "pino";
 import type { AuthConfig } from "../config/mod.ts";
-import type { Bridge } from "../bridge/client.ts";
+import type { Bridge } from "../bridge-client/client.ts";
 import { decide, identityOf, type Decision } from "./policy.ts";
 
 export const AUTH_USER = "nats-tsnet-auth";

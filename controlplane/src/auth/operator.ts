@@ -14,18 +14,23 @@ import { join } from "node:path";
 import { createAccount, createOperator, createUser, fromSeed, type KeyPair } from "@nats-io/nkeys";
 import { decode, encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jwt";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
-import { ConfigError, NatsTsnetError, ExitCode } from "../errors.ts";
+import { ConfigError, OperationError, UsageError } from "../errors.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 
 export const SYS = "SYS";
+const ADMIN = "admin";
+
+/** The system-account admin's .creds: how `auth push` and `peer ...` reach SYS on a node's loopback. */
+export function adminCredsPath(dir: string): string {
+  return join(dir, "accounts", SYS, "users", `${ADMIN}.creds`);
+}
 const NAME = /^[A-Za-z0-9_-]+$/;
 
-function fail(code: string, message: string): never {
-  throw new NatsTsnetError(code, message, ExitCode.usage);
+function fail(code: ConstructorParameters<typeof UsageError>[0], message: string): never {
+  throw new UsageError(code, message);
 }
 
-function writeSecret(path: string, data: string | Uint8Array): void {
-  writeFileSync(path, data, { mode: 0o600 });
-}
+const writeSecret = (path: string, data: string | Uint8Array) => writeFileAtomic(path, data, 0o600);
 
 function readKey(path: string): KeyPair {
   try {
@@ -97,7 +102,7 @@ export async function initStore(dir: string, operatorName: string): Promise<Stor
   await writeAccount(dir, SYS, okp, {}, sys);
   // The admin is how `auth push` and `peer ...` reach the system account on
   // a node's loopback; it is an operator's credential, not a tailnet one.
-  await addUser(dir, SYS, "admin", { proxyRequired: false });
+  await addUser(dir, SYS, ADMIN, { proxyRequired: false });
   return readStore(dir);
 }
 
@@ -148,14 +153,14 @@ export async function addUser(dir: string, account: string, name: string, spec: 
 /** Pushes every account JWT to the cluster through one node's loopback. */
 export async function pushAccounts(dir: string, clientPort: number): Promise<Array<{ account: string; result: string }>> {
   const store = readStore(dir);
-  const creds = readFileSync(join(dir, "accounts", SYS, "users", "admin.creds"));
+  const creds = readFileSync(adminCredsPath(dir));
   const nc = await connect({ servers: `127.0.0.1:${clientPort}`, authenticator: credsAuthenticator(creds), ignoreClusterUpdates: true, name: "nats-tsnet auth push" });
   try {
     const out = [];
     for (const a of store.accounts) {
       const r = await nc.request("$SYS.REQ.CLAIMS.UPDATE", a.jwt, { timeout: 10_000 });
       const body = r.json<{ data?: { message?: string }; error?: { description?: string } }>();
-      if (body.error) throw new NatsTsnetError("ERR_AUTH_PUSH", `pushing account ${a.name}: ${body.error.description}`, ExitCode.failure);
+      if (body.error) throw new OperationError("ERR_AUTH_PUSH", `pushing account ${a.name}: ${body.error.description}`);
       out.push({ account: a.name, result: body.data?.message ?? "ok" });
     }
     return out;
@@ -189,26 +194,10 @@ export async function importNsc(opts: { operatorDir: string; nkeysDir: string; d
     writeSecret(join(d, "account.nk"), seedFor(decode(jwt).sub) + "\n");
   }
   const store = readStore(opts.dest);
-  if (!existsSync(join(opts.dest, "accounts", SYS, "users", "admin.creds"))) {
+  if (!existsSync(adminCredsPath(opts.dest))) {
     const sysName = store.accounts.find((a) => a.pub === store.systemAccount.pub)!.name;
     if (sysName !== SYS) fail("ERR_AUTH_IMPORT", `the system account is named ${sysName}; nats-tsnet expects ${SYS}`);
-    await addUser(opts.dest, SYS, "admin", { proxyRequired: false });
+    await addUser(opts.dest, SYS, ADMIN, { proxyRequired: false });
   }
   return store;
-}
-
-/** nats-server settings for operator mode: trust the operator, full resolver. */
-export function operatorBlock(store: StoreInfo, stateDir: string, q: (v: string) => string): string {
-  return [
-    `operator: ${q(store.operator.jwtPath)}`,
-    `system_account: ${q(store.systemAccount.pub)}`,
-    "resolver {",
-    "  type: full",
-    `  dir: ${q(join(stateDir, "jwt"))}`,
-    "  allow_delete: false",
-    '  interval: "2m"',
-    '  timeout: "5s"',
-    "}",
-    `resolver_preload { ${q(store.systemAccount.pub)}: ${q(store.systemAccount.jwt)} }`,
-  ].join("\n");
 }

@@ -6,8 +6,8 @@
 // allow list would mean "everything").
 import { createHash } from "node:crypto";
 import { GrantSchema } from "../config/schema.ts";
-import type { AuthConfig } from "../config/mod.ts";
-import type { WhoIs } from "../bridge/client.ts";
+import { parseDuration, type AuthConfig } from "../config/mod.ts";
+import type { WhoIs } from "../bridge-client/client.ts";
 
 export interface Identity {
   /** Login for a person's device; empty for a tagged device. */
@@ -52,7 +52,9 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
   for (const [i, raw] of (caps ?? []).entries()) {
     const g = GrantSchema.safeParse(raw);
     if (!g.success) {
-      return { allow: false, reason: `grant ${i + 1} of ${auth.capability} for ${id.label} is malformed: ${g.error.issues[0]?.message ?? "invalid"}` };
+      const issue = g.error.issues[0];
+      const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
+      return { allow: false, reason: `grant ${i + 1} of ${auth.capability} for ${id.label} is malformed: ${where}${issue?.message ?? "invalid"}` };
     }
     grants.push(g.data);
   }
@@ -77,7 +79,8 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
     pub = { allow: union(pub.allow, g.pub?.allow), deny: union(pub.deny, g.pub?.deny) };
     sub = { allow: union(sub.allow, g.sub?.allow), deny: union(sub.deny, g.sub?.deny) };
     if (g.resp) {
-      const ttl = parseTtl(g.resp.ttl);
+      // Nanoseconds, as NATS wants them in a user JWT; the schema admitted only valid durations.
+      const ttl = (parseDuration(g.resp.ttl) ?? 0) * 1_000_000;
       resp = { max: Math.max(resp?.max ?? 0, g.resp.max), ttl: Math.max(resp?.ttl ?? 0, ttl) };
     }
     limits.subs = widest(limits.subs, g.limits?.subs);
@@ -91,13 +94,4 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
   const body = { account, pub, sub, resp, limits };
   const key = createHash("sha256").update(JSON.stringify(body)).digest("base64url").slice(0, 16);
   return { allow: true, ...body, key };
-}
-
-/** "5s" / "1m" / "" -> nanoseconds as NATS wants them in a user JWT. */
-function parseTtl(ttl: string): number {
-  const m = /^(\d+)(ms|s|m|h)?$/.exec(ttl.trim());
-  if (!m) return 0;
-  const n = Number(m[1]);
-  const ms = m[2] === "h" ? n * 3_600_000 : m[2] === "m" ? n * 60_000 : m[2] === "ms" ? n : n * 1000;
-  return ms * 1_000_000;
 }

@@ -1,6 +1,6 @@
 // Who is in the cluster, decided from the tailnet's own peer list. Pure
 // functions, so the rules are unit-tested without a tailnet.
-import type { Device, TailnetStatus } from "../bridge/client.ts";
+import type { Device, TailnetStatus } from "../bridge-client/client.ts";
 
 export interface Member {
   /** Stable tailnet node ID; survives renames. */

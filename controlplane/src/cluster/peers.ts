@@ -5,9 +5,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import type { Config } from "../config/mod.ts";
-import type { Device } from "../bridge/client.ts";
-import { readSecrets } from "../node/secrets.ts";
-import { NatsTsnetError, ExitCode } from "../errors.ts";
+import type { Device } from "../bridge-client/client.ts";
+import { systemCredentials } from "../node/secrets.ts";
+import { OperationError } from "../errors.ts";
 
 export interface PeerRow {
   name: string;
@@ -25,19 +25,14 @@ function readStatus(config: Config): { self: Device; peers: Device[]; routes: Ar
   try {
     return JSON.parse(readFileSync(join(config.state_dir, "status.json"), "utf8"));
   } catch (cause) {
-    throw new NatsTsnetError("ERR_NODE_NOT_RUNNING", `no status in ${config.state_dir}: is the node running with this config?`, ExitCode.failure, { cause });
+    throw new OperationError("ERR_NODE_NOT_RUNNING", `no status in ${config.state_dir}: is the node running with this config?`, { cause });
   }
 }
 
 async function sysConnect(config: Config) {
   const base = { servers: `127.0.0.1:${config.nats.loopback.client_port}`, name: "nats-tsnet peer", ignoreClusterUpdates: true };
-  if (config.auth.mode === "operator") {
-    // The operator's system-account admin, from the auth store.
-    const creds = readFileSync(join(config.auth.operator_dir, "accounts", "SYS", "users", "admin.creds"));
-    return connect({ ...base, authenticator: credsAuthenticator(creds) });
-  }
-  const s = readSecrets(config.state_dir);
-  return connect({ ...base, user: s.sys_user, pass: s.sys_password });
+  const c = systemCredentials(config);
+  return connect("creds" in c ? { ...base, authenticator: credsAuthenticator(c.creds) } : { ...base, ...c });
 }
 
 /**
@@ -109,7 +104,7 @@ export async function peerRemove(config: Config, name: string): Promise<void> {
     const r = await nc.request("$JS.API.SERVER.REMOVE", JSON.stringify({ peer: name }), { timeout: 10_000 });
     const body = r.json<{ success?: boolean; error?: { description: string } }>();
     if (!body.success) {
-      throw new NatsTsnetError("ERR_PEER_REMOVE", `removing ${name} from the JetStream meta group failed: ${body.error?.description ?? JSON.stringify(body)}`, ExitCode.failure);
+      throw new OperationError("ERR_PEER_REMOVE", `removing ${name} from the JetStream meta group failed: ${body.error?.description ?? JSON.stringify(body)}`);
     }
   } finally {
     await nc.close();

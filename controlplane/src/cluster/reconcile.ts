@@ -3,11 +3,11 @@
 // route alias) that dials the peer's :6222 over the tailnet; nats-server's
 // routes point at those forwarders, and a config reload applies changes
 // without restarting anything or touching existing connections.
-import { writeFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import type { Bridge, TailnetStatus } from "../bridge/client.ts";
-import type { Config } from "../config/mod.ts";
+import type { Bridge, TailnetStatus } from "../bridge-client/client.ts";
+import type { Config, RouteSecret } from "../config/mod.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 import { diffMembers, dialTargets, membersOf, routeAlias, type Member } from "./members.ts";
 
 export interface Route {
@@ -21,7 +21,7 @@ export interface ReconcilerOptions {
   log: Logger;
   bridge: () => Bridge;
   /** This node's route secret; the forwarders demand it from nats-server. */
-  routeSecret: { User: string; Pass: string };
+  routeSecret: RouteSecret;
   /** Writes nats-server's config with these route URLs and reloads it. */
   applyRoutes: (urls: string[]) => Promise<void>;
   debounceMs?: number;
@@ -135,7 +135,6 @@ export class RouteReconciler {
       peers: status.peers,
       routes: [...this.routes.values()].map((r) => ({ peer: r.member.name, id: r.member.id, url: r.url, targets: dialTargets(r.member.ips, this.o.config.nats.cluster_port) })),
     };
-    writeFileSync(file + ".tmp", JSON.stringify(body, null, 2), { mode: 0o600 });
-    renameSync(file + ".tmp", file);
+    writeFileAtomic(file, JSON.stringify(body, null, 2));
   }
 }

@@ -10,6 +10,7 @@ import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { ConfigSchema, type AuthSchema, type ConfigInput, type LOG_FORMATS, type LOG_LEVELS, type ParsedInput } from "./schema.ts";
 import { parseDuration, parseSize } from "./units.ts";
+import { deepFreeze, deepMerge, isPlainObject } from "../util/objects.ts";
 
 export type LogFormat = (typeof LOG_FORMATS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -422,23 +423,8 @@ function setIn(data: Raw, path: readonly string[], value: unknown): void {
   o[path.at(-1)!] = value;
 }
 
-const isPlainObject = (v: unknown): v is Raw => v !== null && typeof v === "object" && !Array.isArray(v);
-
-function deepMerge(a: Raw, b: Raw): Raw {
-  const out: Raw = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k], v) : v;
-  return out;
-}
-
 function pruneNullish(v: unknown): unknown {
   if (!isPlainObject(v)) return v;
   return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null && x !== undefined).map(([k, x]) => [k, pruneNullish(x)]));
 }
 
-function deepFreeze<T>(v: T): T {
-  if (v !== null && typeof v === "object" && !Object.isFrozen(v)) {
-    for (const x of Object.values(v)) deepFreeze(x);
-    Object.freeze(v);
-  }
-  return v;
-}

@@ -12,6 +12,6 @@ export {
   type LogLevel,
   type AuthConfig,
 } from "./load.ts";
-export { renderNatsServerConfig, natsServerConfPath, LOOPBACK, type RenderExtra } from "./render.ts";
+export { renderNatsServerConfig, natsServerConfPath, q, LOOPBACK, type NodePieces, type AuthPieces, type RouteSecret } from "./render.ts";
 export { configJsonSchema, type ConfigInput } from "./schema.ts";
 export { formatDuration, parseDuration, parseSize } from "./units.ts";

@@ -6,15 +6,34 @@ import { dirname, join, relative } from "node:path";
 import type { Config } from "./load.ts";
 import { formatDuration } from "./units.ts";
 
-export interface RenderExtra {
-  /** Route URLs to peers, i.e. the bridge's local forwarders ("nats://127.0.0.1:<port>"). */
+/** Credentials a route presents on the cluster port; only our own bridge and nats-server know them. */
+export interface RouteSecret {
+  user: string;
+  pass: string;
+}
+
+/**
+ * Who may connect, per auth mode. Every mode keeps the bridge as the one
+ * trusted proxy (proxyKey): only it can vouch for a client, so a local
+ * process that dials 127.0.0.1 directly is refused, forged PROXY header or not.
+ */
+export type AuthPieces =
+  | { mode: "none"; proxyKey: string; sys: UserPass; appPassword: string }
+  | { mode: "tailnet"; proxyKey: string; sys: UserPass; callout: UserPass & { issuer: string } }
+  | { mode: "operator"; proxyKey: string; operatorJwtPath: string; systemAccount: { pub: string; jwt: string }; resolverDir: string };
+export interface UserPass {
+  user: string;
+  password: string;
+}
+
+/** What the running node adds to the config file; `nats-tsnet config render` shows the file without it. */
+export interface NodePieces {
+  /** Route URLs to peers, i.e. the bridge's local forwarders ("nats-route://127.x.y.z:<port>"). */
   routes?: readonly string[];
+  routeSecret?: RouteSecret;
   clusterAdvertise?: string;
-  /** Credentials a route must present on the cluster port. */
-  clusterAuthorization?: { user: string; password: string };
   clientAdvertise?: string;
-  /** Raw NATS-conf blocks (auth callout, trusted proxies, ...), placed before the user's include. */
-  extraBlocks?: readonly string[];
+  auth?: AuthPieces;
   /** Where the text will be written; the include path is relative to it. Default: natsServerConfPath(config). */
   confPath?: string;
 }
@@ -25,7 +44,7 @@ export function natsServerConfPath(config: Config): string {
   return join(config.state_dir, "nats-server.conf");
 }
 
-export function renderNatsServerConfig(config: Config, extra: RenderExtra = {}): string {
+export function renderNatsServerConfig(config: Config, extra: NodePieces = {}): string {
   const { nats } = config;
   const js = nats.jetstream;
   const out = [
@@ -51,24 +70,8 @@ export function renderNatsServerConfig(config: Config, extra: RenderExtra = {}):
       ...(js.max_file_bytes !== null ? [`  max_file_store: ${js.max_file_bytes}`] : []),
       "}");
   }
-  // A JetStream cluster refuses to start with no routes at all, and a node
-  // may well be the first of its cluster. A route to our own cluster port
-  // satisfies that check; nats-server recognises it as itself and drops it.
-  const self = `nats://${LOOPBACK}:${nats.loopback.cluster_port}`;
-  const routes = extra.routes?.length ? extra.routes : [self];
-  if (!nats.standalone) out.push("", "cluster {",
-    `  name: ${q(nats.cluster_name)}`,
-    `  listen: ${q(`${LOOPBACK}:${nats.loopback.cluster_port}`)}`,
-    ...(extra.clusterAdvertise ? [`  advertise: ${q(extra.clusterAdvertise)}`] : []),
-    ...(extra.clusterAuthorization
-      ? [`  authorization { user: ${q(extra.clusterAuthorization.user)}, password: ${q(extra.clusterAuthorization.password)} }`]
-      : []),
-    // Clients learn other nodes' client URLs only when we know their tailnet
-    // names (client_advertise); loopback URLs must never reach a client.
-    `  no_advertise: ${extra.clientAdvertise ? "false" : "true"}`,
-    `  routes: [\n${routes.map((r) => `    ${q(r)}\n`).join("")}  ]`,
-    "}");
-  for (const block of extra.extraBlocks ?? []) out.push("", block.trimEnd());
+  if (!nats.standalone) out.push("", clusterBlock(config, extra));
+  if (extra.auth) out.push("", authBlock(config, extra.auth));
   if (nats.include) {
     // Last, so the user's settings win. nats-server joins an include path onto the including
     // file's directory even when it is absolute (Go's filepath.Join), so it must be relative.
@@ -78,6 +81,69 @@ export function renderNatsServerConfig(config: Config, extra: RenderExtra = {}):
     out.push("", `include "${relative(from, nats.include)}"`);
   }
   return `${out.join("\n")}\n`;
+}
+
+function clusterBlock(config: Config, extra: NodePieces): string {
+  const { nats } = config;
+  // A JetStream cluster refuses to start with no routes at all, and a node
+  // may well be the first of its cluster. A route to our own cluster port
+  // satisfies that check; nats-server recognises it as itself and drops it.
+  const self = `nats-route://${LOOPBACK}:${nats.loopback.cluster_port}`;
+  const secret = extra.routeSecret;
+  // Route URLs carry the secret: the bridge's loopback forwarders let
+  // through only connections that present it (our own nats-server).
+  const withSecret = (u: string) => (secret ? u.replace("://", `://${encodeURIComponent(secret.user)}:${encodeURIComponent(secret.pass)}@`) : u);
+  const routes = (extra.routes?.length ? extra.routes : [self]).map(withSecret);
+  return [
+    "cluster {",
+    `  name: ${q(nats.cluster_name)}`,
+    `  listen: ${q(`${LOOPBACK}:${nats.loopback.cluster_port}`)}`,
+    ...(extra.clusterAdvertise ? [`  advertise: ${q(extra.clusterAdvertise)}`] : []),
+    ...(secret ? [`  authorization { user: ${q(secret.user)}, password: ${q(secret.pass)} }`] : []),
+    // Clients learn other nodes' client URLs only when we know their tailnet
+    // names (client_advertise); loopback URLs must never reach a client.
+    `  no_advertise: ${extra.clientAdvertise ? "false" : "true"}`,
+    `  routes: [\n${routes.map((r) => `    ${q(r)}\n`).join("")}  ]`,
+    "}",
+  ].join("\n");
+}
+
+/** Accounts, users and the trusted proxy for each auth mode. */
+function authBlock(config: Config, a: AuthPieces): string {
+  const proxies = `proxies { trusted: [ { key: ${q(a.proxyKey)} } ] }`;
+  if (a.mode === "operator") {
+    // NATS's decentralized auth: trust the operator, accounts spread by the full resolver.
+    return [
+      proxies,
+      `operator: ${q(a.operatorJwtPath)}`,
+      `system_account: ${q(a.systemAccount.pub)}`,
+      "resolver {",
+      "  type: full",
+      `  dir: ${q(a.resolverDir)}`,
+      "  allow_delete: false",
+      '  interval: "2m"',
+      '  timeout: "5s"',
+      "}",
+      `resolver_preload { ${q(a.systemAccount.pub)}: ${q(a.systemAccount.jwt)} }`,
+    ].join("\n");
+  }
+  const out = [proxies, "accounts {", `  SYS { users: [ { user: ${q(a.sys.user)}, password: ${q(a.sys.password)} } ] }`];
+  if (a.mode === "none") {
+    // Every client the bridge vouched for lands in APP with full rights;
+    // the user's password is unusable by design (no_auth_user picks it).
+    out.push(`  APP { jetstream: enabled, users: [ { user: "tailnet", password: ${q(a.appPassword)}, proxy_required: true } ] }`, "}",
+      "system_account: SYS", 'no_auth_user: "tailnet"');
+    return out.join("\n");
+  }
+  // tailnet: no user of its own for clients; the auth callout decides each
+  // connection from the caller's tailnet identity and places it in one of
+  // auth.accounts (or SYS, if a grant says so).
+  out.push(`  AUTH { users: [ { user: ${q(a.callout.user)}, password: ${q(a.callout.password)} } ] }`);
+  for (const acc of config.auth.accounts) out.push(`  ${q(acc)} { jetstream: enabled }`);
+  out.push("}", "system_account: SYS", "authorization {", "  auth_callout {",
+    `    issuer: ${q(a.callout.issuer)}`, "    account: AUTH",
+    `    auth_users: [ ${q(a.callout.user)}, ${q(a.sys.user)} ]`, "  }", "}");
+  return out.join("\n");
 }
 
 /**

@@ -104,7 +104,11 @@ export const PermissionSchema = z.strictObject({
 export const GrantSchema = z.strictObject({
   pub: PermissionSchema.optional(),
   sub: PermissionSchema.optional(),
-  resp: z.strictObject({ max: z.number().int().min(1).default(1), ttl: z.string().default("") }).optional()
+  resp: z.strictObject({
+    max: z.number().int().min(1).default(1),
+    // The config file's duration rules (units.ts), so "1d", "-5s" or "abc" is refused, not read as 0.
+    ttl: z.union([z.literal(""), z.string().regex(new RegExp(DURATION_PATTERN))], { error: `must be ${DURATION_HINT}, or "" for no limit` }).default(""),
+  }).optional()
     .meta({ description: "Allow publishing replies to requests received (max replies, within ttl)." }),
   account: z.string().regex(/^[A-Za-z0-9_-]+$/, { error: "must be an account name from auth.accounts (or SYS)" }).optional(),
   limits: z.strictObject({

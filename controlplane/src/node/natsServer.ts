@@ -3,7 +3,7 @@
 import type { ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
 import { binaryPath } from "../binaries.ts";
-import { NatsTsnetError, ExitCode } from "../errors.ts";
+import { OperationError } from "../errors.ts";
 import { eachLine, exited, spawnChild, terminate } from "../supervise/spawn.ts";
 
 export interface NatsServerOptions {
@@ -38,7 +38,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<ChildProces
   while (Date.now() < deadline) {
     if (done) {
       const { code, signal } = await gone;
-      throw new NatsTsnetError("ERR_NATS_SERVER_EXIT", `nats-server exited (code ${code}, signal ${signal}) during start-up; see its log lines above`, ExitCode.failure);
+      throw new OperationError("ERR_NATS_SERVER_EXIT", `nats-server exited (code ${code}, signal ${signal}) during start-up; see its log lines above`);
     }
     // Listening is enough to open the faces: core NATS serves at once, and a
     // clustered JetStream becomes available when its peers are routed.
@@ -46,7 +46,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<ChildProces
     await new Promise((r) => setTimeout(r, 100));
   }
   await terminate(child, "SIGKILL");
-  throw new NatsTsnetError("ERR_NATS_SERVER_TIMEOUT", `nats-server not healthy on 127.0.0.1:${o.monitorPort} within ${o.readyTimeoutMs ?? 30_000}ms`, ExitCode.failure);
+  throw new OperationError("ERR_NATS_SERVER_TIMEOUT", `nats-server not healthy on 127.0.0.1:${o.monitorPort} within ${o.readyTimeoutMs ?? 30_000}ms`);
 }
 
 export async function healthy(monitorPort: number, query = ""): Promise<boolean> {

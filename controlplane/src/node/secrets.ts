@@ -1,9 +1,14 @@
 // Credentials the node makes for itself and keeps in its state dir (0600):
 // the system-account user that `nats-tsnet peer ...` and the node's own
-// housekeeping use. Nobody hands these out; they never leave the host.
+// housekeeping use, the route secret, the callout's own user. Nobody hands
+// these out; they never leave the host.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Config } from "../config/mod.ts";
+import { OperationError } from "../errors.ts";
+import { adminCredsPath } from "../auth/operator.ts";
+import { writeFileAtomic } from "../util/fs.ts";
 
 export interface NodeSecrets {
   sys_user: string;
@@ -18,7 +23,10 @@ export interface NodeSecrets {
 
 const FIELDS = ["sys_password", "app_password", "route_password", "auth_password"] as const;
 
-export function secretsPath(stateDir: string): string {
+/** The user name routes present with route_password. */
+export const ROUTE_USER = "nats-tsnet-route";
+
+function secretsPath(stateDir: string): string {
   return join(stateDir, "secrets.json");
 }
 
@@ -30,45 +38,24 @@ export function loadOrCreateSecrets(stateDir: string): NodeSecrets {
   if (missing.length) {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     for (const f of missing) s[f] = randomBytes(24).toString("base64url");
-    writeFileSync(path, JSON.stringify(s, null, 2) + "\n", { mode: 0o600 });
+    writeFileAtomic(path, JSON.stringify(s, null, 2) + "\n");
   }
   return s;
 }
 
-export function readSecrets(stateDir: string): NodeSecrets {
-  return JSON.parse(readFileSync(secretsPath(stateDir), "utf8")) as NodeSecrets;
-}
-
-export const ROUTE_USER = "nats-tsnet-route";
-
 /**
- * Accounts and the trusted proxy. A tailnet client gets in only when the
- * bridge vouched for it (proxy_required: the bridge signs the server's
- * nonce with a key that lives only in its memory); a local process that
- * dials 127.0.0.1 directly, forged PROXY header or not, is refused.
- *
- * auth mode tailnet: no user of its own for clients; the auth callout
- * decides each connection from the caller's tailnet identity and places it
- * in one of `accounts` (or SYS, if a grant says so).
- * auth mode none: every vouched-for client lands in APP with full rights.
+ * How a command on the node's host reaches the system account on loopback:
+ * the node's own system user, or in operator mode the store's admin creds.
  */
-export function accountsBlock(
-  s: NodeSecrets,
-  q: (v: string) => string,
-  proxyKey: string,
-  auth: { mode: "none" } | { mode: "tailnet"; issuer: string; accounts: readonly string[]; authUser: string },
-): string {
-  const out = [`proxies { trusted: [ { key: ${q(proxyKey)} } ] }`, "accounts {"];
-  out.push(`  SYS { users: [ { user: ${q(s.sys_user)}, password: ${q(s.sys_password)} } ] }`);
-  if (auth.mode === "none") {
-    out.push(`  APP { jetstream: enabled, users: [ { user: "tailnet", password: ${q(s.app_password)}, proxy_required: true } ] }`, "}",
-      "system_account: SYS", 'no_auth_user: "tailnet"');
-    return out.join("\n");
+export function systemCredentials(config: Config): { user: string; pass: string } | { creds: Uint8Array } {
+  if (config.auth.mode === "operator") {
+    return { creds: readFileSync(adminCredsPath(config.auth.operator_dir)) };
   }
-  out.push(`  AUTH { users: [ { user: ${q(auth.authUser)}, password: ${q(s.auth_password)} } ] }`);
-  for (const a of auth.accounts) out.push(`  ${q(a)} { jetstream: enabled }`);
-  out.push("}", "system_account: SYS", "authorization {", "  auth_callout {",
-    `    issuer: ${q(auth.issuer)}`, "    account: AUTH",
-    `    auth_users: [ ${q(auth.authUser)}, ${q(s.sys_user)} ]`, "  }", "}");
-  return out.join("\n");
+  let s: NodeSecrets;
+  try {
+    s = JSON.parse(readFileSync(secretsPath(config.state_dir), "utf8")) as NodeSecrets;
+  } catch (cause) {
+    throw new OperationError("ERR_NODE_NOT_RUNNING", `no node secrets in ${config.state_dir}: has a node run with this config?`, { cause });
+  }
+  return { user: s.sys_user, pass: s.sys_password };
 }

@@ -1,13 +1,15 @@
-// `nats-tsnet dev`: the whole product on this machine with no Tailscale
+// `./run dev`: the whole product on this machine with no Tailscale
 // account. A real headscale, real nodes, each on a namespace "host" of its
 // own, and a client-mode device that puts the cluster on local loopback.
+// It lives beside the lab, not in the control plane: an installed node
+// carries no headscale and no namespaces.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { createLogger } from "./log.ts";
-import { LocalTailnet, withTimeout } from "../../localtailnet/mod.ts";
-import { EnvironmentError } from "./errors.ts";
+import { createLogger, ExitCode, NatsTsnetError, UsageError } from "../controlplane/src/mod.ts";
+import { LocalTailnet, withTimeout } from "./lab.ts";
 
 export interface DevOptions {
   nodes: number;
@@ -18,8 +20,7 @@ export interface DevOptions {
 
 export async function runDev(o: DevOptions): Promise<void> {
   const log = createLogger({ level: "info", name: "dev" });
-  const m = /^(127\.\d+\.\d+\.\d+):(\d+)$/.exec(o.listen);
-  if (!m) throw new EnvironmentError("ERR_DEV_LISTEN", `--listen ${o.listen}: must be a loopback address 127.x.x.x:port`);
+  const listen = parseListen(o.listen);
   const dir = o.dir ?? mkdtempSync(`${tmpdir()}/nats-tsnet-dev-`);
   const t0 = Date.now();
   log.info({ dir }, "starting the local tailnet (headscale)");
@@ -46,13 +47,13 @@ export async function runDev(o: DevOptions): Promise<void> {
       const leader = await tailnet.waitForCluster(names);
       log.info({ nodes: names, metaLeader: leader }, "cluster ready: every route up, JetStream meta leader elected");
     }
-    const proxy = await tailnet.startProxy("dev-client", { to: `${names[0]}:4222`, port: Number(m[2]) });
+    const proxy = await tailnet.startProxy("dev-client", { to: `${names[0]}:4222`, listenHost: listen.host, port: listen.port });
     // Ready means a real client can use JetStream through the tailnet.
     const nc = await withTimeout(connect({ servers: proxy.url, name: "nats-tsnet-dev-check", ignoreClusterUpdates: true }), 30_000, "no NATS connection through the tailnet");
     const jsm = await jetstreamManager(nc);
     await jsm.getAccountInfo();
     await nc.close();
-    const url = `nats://127.0.0.1:${proxy.port}`;
+    const url = proxy.url;
     process.stdout.write(
       `ready: ${url}\n` +
       `  (${o.nodes} node${o.nodes > 1 ? "s" : ""} on the local tailnet in ${((Date.now() - t0) / 1000).toFixed(1)}s; Ctrl-C stops everything)\n\n` +
@@ -71,3 +72,45 @@ export async function runDev(o: DevOptions): Promise<void> {
   }
   await new Promise(() => {}); // until a signal
 }
+
+/** A loopback IPv4 host:port; the cluster is never exposed anywhere else. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m || m[1]!.split(".").some((o) => Number(o) > 255) || port > 65535) {
+    throw new UsageError("ERR_DEV_LISTEN", `--listen ${text}: must be a loopback address 127.x.x.x:port`);
+  }
+  return { host: m[1]!, port };
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command("dev")
+    .description("run a local tailnet (headscale) with nodes and expose the cluster on this machine's loopback")
+    .option("-n, --nodes <n>", "number of nodes", positiveInt, 3)
+    .option("--listen <addr>", "where the cluster is exposed on this machine (127.x.x.x:port)", "127.0.0.1:4222")
+    .option("--dir <dir>", "working directory (default: a fresh temporary one)")
+    .option("--verbose", "show every node's log lines")
+    .exitOverride()
+    .showHelpAfterError()
+    .action(runDev);
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return ExitCode.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    if (e instanceof NatsTsnetError) {
+      process.stderr.write(`dev: ${e.code}: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`dev: unexpected error: ${(e as Error).stack ?? e}\n`);
+    return ExitCode.failure;
+  }
+}
+
+if (import.meta.main) process.exit(await main(process.argv.slice(2)));

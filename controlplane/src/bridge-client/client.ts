@@ -1,11 +1,13 @@
 // The control plane's handle on one bridge process: it starts the bridge,
 // speaks its JSON-lines protocol over stdio, and turns the bridge's fatal
-// reports into TailnetErrors with the bridge's own stable codes.
+// reports and error answers into errors of the closed set (errors.ts), keeping
+// the bridge's own stable codes.
 import { EventEmitter } from "node:events";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import type { Logger } from "pino";
 import { binaryPath } from "../binaries.ts";
-import { NatsTsnetError, TailnetError, ExitCode } from "../errors.ts";
+import { BridgeError, errorFromCode, TailnetError } from "../errors.ts";
+import type { RouteSecret } from "../config/mod.ts";
 import { eachLine, exited, spawnChild, terminate } from "../supervise/spawn.ts";
 
 export interface Device {
@@ -56,12 +58,6 @@ export interface BridgeOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export class BridgeError extends NatsTsnetError {
-  constructor(code: string, message: string) {
-    super(code, message, ExitCode.failure);
-  }
-}
-
 export class Bridge extends EventEmitter {
   readonly child: ChildProcess;
   status?: TailnetStatus;
@@ -96,7 +92,7 @@ export class Bridge extends EventEmitter {
       b.on("event", (ev: { event: string; data: any }) => {
         if (ev.event === "up") b.status = ev.data;
         if (ev.event === want) resolve();
-        if (ev.event === "fatal") reject(new TailnetError(ev.data.code, ev.data.message));
+        if (ev.event === "fatal") reject(errorFromCode(ev.data.code, ev.data.message));
       });
       void exited(child).then(({ code, signal }) =>
         reject(new TailnetError("ERR_BRIDGE_EXIT", `bridge exited (code ${code}, signal ${signal}) before it was ready`)));
@@ -147,7 +143,7 @@ export class Bridge extends EventEmitter {
     if (!p) return;
     this.pending.delete(m.id);
     if (m.ok) p.resolve(m.result);
-    else p.reject(new BridgeError(m.error?.code ?? "ERR_BRIDGE", m.error?.message ?? "bridge request failed"));
+    else p.reject(errorFromCode(m.error?.code ?? "", m.error?.message ?? "bridge request failed"));
   }
 
   request<T = unknown>(op: string, args?: unknown): Promise<T> {
@@ -173,11 +169,11 @@ export class Bridge extends EventEmitter {
     allowTags?: string[];
     signClients?: boolean;
     nameClients?: boolean;
-    routeSecret?: { User: string; Pass: string };
+    routeSecret?: RouteSecret;
   }): Promise<unknown> {
     return this.request("listen", a);
   }
-  forward(a: { name: string; listen?: string; targets: string[]; routeSecret?: { User: string; Pass: string } }): Promise<{ name: string; addr: string }> {
+  forward(a: { name: string; listen?: string; targets: string[]; routeSecret?: RouteSecret }): Promise<{ name: string; addr: string }> {
     return this.request("forward", a);
   }
   /** Closes a listener; with drain, its open connections are left to finish. */

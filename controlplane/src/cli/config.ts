@@ -1,0 +1,24 @@
+// `nats-tsnet config check|render`: what a node would run with, without running it.
+import type { Command } from "commander";
+import { loadConfig, natsServerConfPath, redactConfig, renderNatsServerConfig } from "../config/mod.ts";
+import { CONFIG_OPTION } from "./options.ts";
+
+export function registerConfig(program: Command): void {
+  const cfg = program.command("config").description("check or show configuration");
+  cfg
+    .command("check")
+    .description("validate a config file; prints the effective config with secrets redacted")
+    .option(...CONFIG_OPTION)
+    .action((o: { config?: string }) => {
+      const c = loadConfig({ file: o.config });
+      process.stdout.write(JSON.stringify(redactConfig(c), null, 2) + "\n");
+    });
+  cfg
+    .command("render")
+    .description("print the nats-server config a node would run with (without its secrets and peers)")
+    .option(...CONFIG_OPTION)
+    .action((o: { config?: string }) => {
+      const c = loadConfig({ file: o.config });
+      process.stdout.write(renderNatsServerConfig(c, { confPath: natsServerConfPath(c) }));
+    });
+}

@@ -1,0 +1,54 @@
+// `nats-tsnet proxy`: client mode. This machine joins the tailnet as an
+// untagged device and serves one tailnet host:port on a local loopback port.
+import type { Command } from "commander";
+import { Bridge } from "../bridge-client/client.ts";
+import { createLogger, type LogFormat } from "../log.ts";
+import { onStopSignal } from "./options.ts";
+
+interface ProxyFlags {
+  to: string;
+  listen: string;
+  socks5?: string;
+  hostname: string;
+  stateDir: string;
+  controlUrl?: string;
+  ephemeral?: boolean;
+  logFormat: LogFormat;
+}
+
+export function registerProxy(program: Command): void {
+  program
+    .command("proxy")
+    .description("join the tailnet as an untagged device and expose a tailnet host:port on a local port")
+    .requiredOption("--to <host:port>", "tailnet address to forward to, e.g. nats-1:4222")
+    .option("--listen <addr>", "local loopback address", "127.0.0.1:4222")
+    .option("--socks5 <addr>", "also serve SOCKS5 on this loopback address")
+    .option("--hostname <name>", "this device's tailnet name", "nats-tsnet-proxy")
+    .option("--state-dir <dir>", "tsnet state directory", "nats-tsnet-proxy-state")
+    .option("--control-url <url>", "control server (default: TS_CONTROL_URL, else Tailscale's)")
+    .option("--ephemeral", "register as an ephemeral device")
+    .option("--log-format <fmt>", "text or json", "text")
+    .action(runProxy);
+}
+
+async function runProxy(o: ProxyFlags): Promise<void> {
+  const log = createLogger({ format: o.logFormat });
+  const bridge = await Bridge.start({
+    mode: "client",
+    hostname: o.hostname,
+    dir: o.stateDir,
+    controlUrl: o.controlUrl ?? process.env.TS_CONTROL_URL,
+    authKey: process.env.TS_AUTHKEY,
+    ephemeral: o.ephemeral,
+    upTimeoutMs: 60_000,
+    listen: o.listen,
+    socks5: o.socks5,
+    to: o.to,
+    log,
+  });
+  log.info({ listen: o.listen, to: o.to, socks5: o.socks5 }, "proxy ready");
+  await new Promise<void>((resolve) => {
+    onStopSignal(() => void bridge.stop().then(resolve));
+    bridge.once("exit", () => resolve());
+  });
+}

@@ -1,0 +1,32 @@
+// The control plane's public surface for everything outside controlplane/:
+// the local tailnet (localtailnet/), the benchmarks and the tests import from
+// here, never from the files behind it, so those files can move freely.
+// The product itself (the CLI and the node) does not use this file.
+
+export * from "./config/mod.ts";
+export { SCHEMA_FILE, schemaFileText } from "./config/write-schema.ts";
+export {
+  CODES,
+  EXIT_CODE_OF,
+  ExitCode,
+  isErrorCode,
+  errorFromCode,
+  NatsTsnetError,
+  UsageError,
+  ConfigError,
+  TailnetError,
+  MissingBinaryError,
+  CrashLoopError,
+  EnvironmentError,
+  OperationError,
+  BridgeError,
+  type ErrorCode,
+} from "./errors.ts";
+export { binaryPath, REPO_ROOT, type BinaryName } from "./binaries.ts";
+export { createLogger, type Logger } from "./log.ts";
+export { eachLine, exited, spawnChild, terminate } from "./supervise/spawn.ts";
+export { Bridge, type BridgeOptions, type Device, type TailnetStatus, type WhoIs } from "./bridge-client/client.ts";
+export { diffMembers, dialTargets, membersOf, routeAlias, type Member } from "./cluster/members.ts";
+export { decide, identityOf, type Allowed, type Decision, type Identity } from "./auth/policy.ts";
+export { addAccount, addUser, importNsc, initStore, readStore, adminCredsPath } from "./auth/operator.ts";
+export { deepMerge } from "./util/objects.ts";
