@@ -5,11 +5,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  createLogger,
-} from "../controlplane/src/mod.ts";
+import { createLogger } from "../controlplane/src/mod.ts";
 import { LocalTailnet, namespaceMemory } from "../localtailnet/mod.ts";
-
 
 const dir = mkdtempSync(join(tmpdir(), "nt-mem-"));
 const tailnet = await LocalTailnet.start({ dir, log: createLogger({ level: "error" }) });
@@ -28,7 +25,14 @@ try {
   console.log(`idle ${idleSeconds}s, ${clustered ? "3-node cluster" : "single node"}, resident memory of nats-1:`);
   for (const p of rows) console.log(`  ${label(p.comm).padEnd(24)} ${(p.rssKiB / 1024).toFixed(1).padStart(7)} MiB`);
   console.log(`  ${"total".padEnd(24)} ${(total / 1024).toFixed(1).padStart(7)} MiB`);
-  console.log(JSON.stringify({ clustered, idleSeconds, processes: rows.map((p) => ({ process: label(p.comm), rssMiB: +(p.rssKiB / 1024).toFixed(1) })), totalMiB: +(total / 1024).toFixed(1) }));
+  console.log(
+    JSON.stringify({
+      clustered,
+      idleSeconds,
+      processes: rows.map((p) => ({ process: label(p.comm), rssMiB: +(p.rssKiB / 1024).toFixed(1) })),
+      totalMiB: +(total / 1024).toFixed(1),
+    }),
+  );
 } finally {
   await tailnet.stop();
   rmSync(dir, { recursive: true, force: true });

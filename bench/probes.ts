@@ -20,7 +20,11 @@ if (mode === "rr") {
   // rr <requester-url> <responder-url> <count>
   const [reqUrl, repUrl, count] = [args[0]!, args[1]!, Number(args[2])];
   const rep = await connect({ servers: repUrl, ...opts });
-  rep.subscribe("bench.rr", { callback: (_e, m) => { m.respond(m.data); } });
+  rep.subscribe("bench.rr", {
+    callback: (_e, m) => {
+      m.respond(m.data);
+    },
+  });
   await rep.flush();
   const req = await connect({ servers: reqUrl, ...opts });
   const payload = new Uint8Array(128);
@@ -84,7 +88,10 @@ if (mode === "rr") {
   };
   s.on("connect", pump);
   s.on("close", () => process.exit(0));
-  s.on("error", (e) => { console.error(e.message); process.exit(1); });
+  s.on("error", (e) => {
+    console.error(e.message);
+    process.exit(1);
+  });
 } else {
   console.error("usage: probes.ts rr|jspub|sink|send ...");
   process.exit(2);

@@ -7,11 +7,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  createLogger,
-  binaryPath,
-  REPO_ROOT,
-} from "../controlplane/src/mod.ts";
+import { createLogger, binaryPath, REPO_ROOT } from "../controlplane/src/mod.ts";
 import { CLUSTER_TAG, CAPABILITY, DEV_USER, LocalTailnet, namespaceMemory, type Host } from "../localtailnet/mod.ts";
 
 const run = promisify(execFile);
@@ -34,7 +30,9 @@ const policy = {
     { action: "accept", src: [FAST_TAG], dst: [`${FAST_TAG}:*`] },
     { action: "accept", src: ["autogroup:member"], dst: [`${CLUSTER_TAG}:4222`, `${FAST_TAG}:4222`, "autogroup:member:9999"] },
   ],
-  grants: [{ src: ["autogroup:member"], dst: [CLUSTER_TAG, FAST_TAG], app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] } }],
+  grants: [
+    { src: ["autogroup:member"], dst: [CLUSTER_TAG, FAST_TAG], app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] } },
+  ],
 };
 const lab = await LocalTailnet.start({ dir, log, policy });
 const results: Record<string, unknown> = {};
@@ -89,24 +87,36 @@ async function attribute(profile: string): Promise<Record<string, number>> {
   return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
 }
 
-
 try {
   // ---- The NATS baseline: the same two nats-servers clustered on loopback, no tailnet.
   say("baseline: two nats-servers clustered on loopback");
   const base = lab.net.addHost("baseline");
   const conf = (i: number, other: number) => {
     const p = join(dir, `base-${i}.conf`);
-    writeFileSync(p, [`server_name: base-${i}`, `listen: "127.0.0.1:${24220 + i}"`, `cluster { name: base, listen: "127.0.0.1:${26220 + i}", routes: ["nats-route://127.0.0.1:${26220 + other}"] }`].join("\n"));
+    writeFileSync(
+      p,
+      [
+        `server_name: base-${i}`,
+        `listen: "127.0.0.1:${24220 + i}"`,
+        `cluster { name: base, listen: "127.0.0.1:${26220 + i}", routes: ["nats-route://127.0.0.1:${26220 + other}"] }`,
+      ].join("\n"),
+    );
     return p;
   };
-  const baseServers = [1, 2].map((i) => spawn("ip", ["netns", "exec", base.netns, binaryPath("nats-server"), "-c", conf(i, 3 - i)], { stdio: "ignore" }));
+  const baseServers = [1, 2].map((i) =>
+    spawn("ip", ["netns", "exec", base.netns, binaryPath("nats-server"), "-c", conf(i, 3 - i)], { stdio: "ignore" }),
+  );
   await sleep(2500);
 
   // ---- nats-tsnet: two nodes, and client devices for the load generators.
   say("nats-tsnet: cluster A (sync_interval always, the default)");
   let tc = Date.now();
   // nats-1's bridge serves pprof on its own loopback, for the overhead attribution.
-  await Promise.all(["nats-1", "nats-2", "nats-3"].map((n) => lab.startNode(n, n === "nats-1" ? { env: { NATS_TSNET_BRIDGE_PPROF: "127.0.0.1:6060" } } : {})));
+  await Promise.all(
+    ["nats-1", "nats-2", "nats-3"].map((n) =>
+      lab.startNode(n, n === "nats-1" ? { env: { NATS_TSNET_BRIDGE_PPROF: "127.0.0.1:6060" } } : {}),
+    ),
+  );
   await lab.waitForCluster(["nats-1", "nats-2", "nats-3"]);
   results.formation = { cold_start_3_nodes_s: +((Date.now() - tc) / 1000).toFixed(1) };
   const bench = "bench-clients";
@@ -136,8 +146,10 @@ try {
   {
     const profFile = join(dir, "bridge.pprof");
     const n1 = lab.nodes.get("nats-1")!.host;
-    const grab = inNs(n1, process.execPath, ["-e",
-      `fetch("http://127.0.0.1:6060/debug/pprof/profile?seconds=6").then(r=>r.arrayBuffer()).then(b=>require("fs").writeFileSync(${JSON.stringify(profFile)},Buffer.from(b)))`]);
+    const grab = inNs(n1, process.execPath, [
+      "-e",
+      `fetch("http://127.0.0.1:6060/debug/pprof/profile?seconds=6").then(r=>r.arrayBuffer()).then(b=>require("fs").writeFileSync(${JSON.stringify(profFile)},Buffer.from(b)))`,
+    ]);
     await pubsub(bh, p1.url, p2.url, { label: "1 KiB", size: "1KiB", bytes: 1024, msgs: 400_000 });
     await grab;
     results.bridge_profile = await attribute(profFile);
@@ -166,7 +178,11 @@ try {
   const pf = await lab.startProxy("fast-device", { to: "fast-1:4222", host: bench, port: 14003 });
   await sleep(1000);
   const jsDefault = await probe(bh, ["jspub", pf.url, "BENCHDEFAULT", "1500"]);
-  results.jetstream_r3 = { sync_always: jsAlways, sync_2m: jsDefault, rate_ratio: +(jsAlways.msgs_per_s / jsDefault.msgs_per_s).toFixed(2) };
+  results.jetstream_r3 = {
+    sync_always: jsAlways,
+    sync_2m: jsDefault,
+    rate_ratio: +(jsAlways.msgs_per_s / jsDefault.msgs_per_s).toFixed(2),
+  };
 
   say("a 4th node joining cluster A");
   tc = Date.now();
@@ -186,13 +202,29 @@ mkdirSync(join(REPO_ROOT, "bench", "results"), { recursive: true });
 writeFileSync(join(REPO_ROOT, "bench", "results", "latest.json"), JSON.stringify(results, null, 2) + "\n");
 
 // ---- The table.
-const tp = results.throughput as Array<{ size: string; baseline: { msgs_per_s: number; mb_per_s: number }; tailnet: { msgs_per_s: number; mb_per_s: number }; ratio: number }>;
-const rr = results.request_reply as { baseline: { p50_ms: number; p99_ms: number }; tailnet: { p50_ms: number; p99_ms: number }; p50_ratio: number };
-const js = results.jetstream_r3 as { sync_always: { msgs_per_s: number; p50_ms: number; p99_ms: number }; sync_2m: { msgs_per_s: number; p50_ms: number; p99_ms: number }; rate_ratio: number };
+const tp = results.throughput as Array<{
+  size: string;
+  baseline: { msgs_per_s: number; mb_per_s: number };
+  tailnet: { msgs_per_s: number; mb_per_s: number };
+  ratio: number;
+}>;
+const rr = results.request_reply as {
+  baseline: { p50_ms: number; p99_ms: number };
+  tailnet: { p50_ms: number; p99_ms: number };
+  p50_ratio: number;
+};
+const js = results.jetstream_r3 as {
+  sync_always: { msgs_per_s: number; p50_ms: number; p99_ms: number };
+  sync_2m: { msgs_per_s: number; p50_ms: number; p99_ms: number };
+  rate_ratio: number;
+};
 const lines = [
   `| scenario | NATS on loopback | nats-tsnet over the tailnet | ratio |`,
   `|---|---|---|---|`,
-  ...tp.map((r) => `| core pub/sub ${r.size} | ${r.baseline.msgs_per_s.toLocaleString("en")} msg/s (${r.baseline.mb_per_s} MB/s) | ${r.tailnet.msgs_per_s.toLocaleString("en")} msg/s (${r.tailnet.mb_per_s} MB/s) | ${r.ratio} |`),
+  ...tp.map(
+    (r) =>
+      `| core pub/sub ${r.size} | ${r.baseline.msgs_per_s.toLocaleString("en")} msg/s (${r.baseline.mb_per_s} MB/s) | ${r.tailnet.msgs_per_s.toLocaleString("en")} msg/s (${r.tailnet.mb_per_s} MB/s) | ${r.ratio} |`,
+  ),
   `| request-reply p50 / p99 | ${rr.baseline.p50_ms} / ${rr.baseline.p99_ms} ms | ${rr.tailnet.p50_ms} / ${rr.tailnet.p99_ms} ms | ${rr.p50_ratio}× (p50) |`,
   `| raw TCP, one tsnet hop (no NATS) | | ${(results.raw_tcp_tsnet as { mb_per_s: number }).mb_per_s} MB/s | |`,
   `| JetStream R3 publish, sync always vs 2m | ${js.sync_2m.msgs_per_s} msg/s, p50 ${js.sync_2m.p50_ms} ms, p99 ${js.sync_2m.p99_ms} ms (2m) | ${js.sync_always.msgs_per_s} msg/s, p50 ${js.sync_always.p50_ms} ms, p99 ${js.sync_always.p99_ms} ms (always) | ${js.rate_ratio} |`,

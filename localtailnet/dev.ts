@@ -38,31 +38,37 @@ export async function runDev(o: DevOptions): Promise<void> {
   process.on("SIGTERM", () => void stop(0));
   try {
     const names = Array.from({ length: o.nodes }, (_, i) => `nats-${i + 1}`);
-    await Promise.all(names.map(async (name) => {
-      // NATS's clustered JetStream serves only with a live route; one node runs standalone.
-      await tailnet.startNode(name, { config: o.nodes === 1 ? { nats: { standalone: true } } : {} });
-      log.info({ node: name }, "node ready");
-    }));
+    await Promise.all(
+      names.map(async (name) => {
+        // NATS's clustered JetStream serves only with a live route; one node runs standalone.
+        await tailnet.startNode(name, { config: o.nodes === 1 ? { nats: { standalone: true } } : {} });
+        log.info({ node: name }, "node ready");
+      }),
+    );
     if (o.nodes > 1) {
       const leader = await tailnet.waitForCluster(names);
       log.info({ nodes: names, metaLeader: leader }, "cluster ready: every route up, JetStream meta leader elected");
     }
     const proxy = await tailnet.startProxy("dev-client", { to: `${names[0]}:4222`, listenHost: listen.host, port: listen.port });
     // Ready means a real client can use JetStream through the tailnet.
-    const nc = await withTimeout(connect({ servers: proxy.url, name: "nats-tsnet-dev-check", ignoreClusterUpdates: true }), 30_000, "no NATS connection through the tailnet");
+    const nc = await withTimeout(
+      connect({ servers: proxy.url, name: "nats-tsnet-dev-check", ignoreClusterUpdates: true }),
+      30_000,
+      "no NATS connection through the tailnet",
+    );
     const jsm = await jetstreamManager(nc);
     await jsm.getAccountInfo();
     await nc.close();
     const url = proxy.url;
     process.stdout.write(
       `ready: ${url}\n` +
-      `  (${o.nodes} node${o.nodes > 1 ? "s" : ""} on the local tailnet in ${((Date.now() - t0) / 1000).toFixed(1)}s; Ctrl-C stops everything)\n\n` +
-      `  nats CLI:  nats -s ${url} server info\n` +
-      `             nats -s ${url} stream add demo --subjects 'demo.>' --defaults\n` +
-      `  nats.js:   import { connect } from "@nats-io/transport-node";\n` +
-      `             // this host is not on the tailnet: keep to the local URL on reconnect\n` +
-      `             const nc = await connect({ servers: "${url}", ignoreClusterUpdates: true });\n` +
-      `             nc.publish("demo.hello", "hi");\n`,
+        `  (${o.nodes} node${o.nodes > 1 ? "s" : ""} on the local tailnet in ${((Date.now() - t0) / 1000).toFixed(1)}s; Ctrl-C stops everything)\n\n` +
+        `  nats CLI:  nats -s ${url} server info\n` +
+        `             nats -s ${url} stream add demo --subjects 'demo.>' --defaults\n` +
+        `  nats.js:   import { connect } from "@nats-io/transport-node";\n` +
+        `             // this host is not on the tailnet: keep to the local URL on reconnect\n` +
+        `             const nc = await connect({ servers: "${url}", ignoreClusterUpdates: true });\n` +
+        `             nc.publish("demo.hello", "hi");\n`,
     );
   } catch (e) {
     log.error({ err: (e as Error).message }, "dev failed");

@@ -8,13 +8,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { stringify } from "yaml";
-import {
-  binaryPath,
-  EnvironmentError,
-  eachLine,
-  spawnChild,
-  terminate,
-} from "../controlplane/src/mod.ts";
+import { binaryPath, EnvironmentError, eachLine, spawnChild, terminate } from "../controlplane/src/mod.ts";
 import type { Host } from "./netns.ts";
 
 const run = promisify(execFile);
@@ -37,9 +31,7 @@ export function defaultPolicy(tag = CLUSTER_TAG): Record<string, unknown> {
       { action: "accept", src: [tag], dst: [`${tag}:4222`, `${tag}:6222`, `${tag}:8222`] },
       { action: "accept", src: ["autogroup:member"], dst: [`${tag}:4222`, `${tag}:8222`] },
     ],
-    grants: [
-      { src: ["autogroup:member"], dst: [tag], app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] } },
-    ],
+    grants: [{ src: ["autogroup:member"], dst: [tag], app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] } }],
   };
 }
 
@@ -130,7 +122,8 @@ export class Headscale {
   async setPolicy(policy: Record<string, unknown>): Promise<void> {
     this.setPolicyFile(policy);
     this.child?.kill("SIGHUP");
-    // Reloading is quick; the CLI answering again means the new policy is in force.
+    // headscale says nothing when a reload is done: give it a moment, then
+    // make sure it answers again (a policy it cannot parse would stop it).
     await new Promise((r) => setTimeout(r, 500));
     await this.cli(["users", "list"]);
   }
@@ -144,7 +137,8 @@ export class Headscale {
     const deadline = Date.now() + timeoutMs;
     let lastErr = "";
     while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new EnvironmentError("ERR_HEADSCALE", `headscale exited with code ${child.exitCode}; run with --verbose for its log`);
+      if (child.exitCode !== null)
+        throw new EnvironmentError("ERR_HEADSCALE", `headscale exited with code ${child.exitCode}; run with --verbose for its log`);
       try {
         await this.cli(["users", "list"]);
         return;

@@ -8,15 +8,7 @@ import { execFile, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { stringify } from "yaml";
-import {
-  REPO_ROOT,
-  Bridge,
-  deepMerge,
-  eachLine,
-  exited,
-  spawnChild,
-  terminate,
-} from "../controlplane/src/mod.ts";
+import { REPO_ROOT, Bridge, deepMerge, eachLine, exited, spawnChild, terminate } from "../controlplane/src/mod.ts";
 import { NetLab, type Host } from "./netns.ts";
 import { CLUSTER_TAG, Headscale, defaultPolicy, tailnetEnv } from "./headscale.ts";
 
@@ -129,7 +121,10 @@ export class LocalTailnet {
       eachLine(child.stderr, onLine);
       eachLine(child.stdout, onLine);
       void exited(child).then(({ code, signal }) => {
-        const last = node.lines.filter((l) => Number(l.level) >= 50).map((l) => l.msg).join("; ");
+        const last = node.lines
+          .filter((l) => Number(l.level) >= 50)
+          .map((l) => l.msg)
+          .join("; ");
         reject(new Error(`node ${name} exited (code ${code}, signal ${signal}) before it was ready${last ? ": " + last : ""}`));
       });
     });
@@ -195,20 +190,23 @@ export class LocalTailnet {
    * here, in our namespace, and handed to the bridge, which runs inside its
    * namespace: the port is on the real loopback, the device on the lab net.
    */
-  async startProxy(name: string, o: {
-    to: string;
-    port?: number;
-    socks5?: boolean;
-    user?: string;
-    tags?: string[];
-    /** The loopback address to listen on (default 127.0.0.1); ignored with host. */
-    listenHost?: string;
-    /**
-     * Run on this (possibly shared) lab host and listen on its own loopback
-     * instead of ours: for load generators that must run inside the lab.
-     */
-    host?: string;
-  }): Promise<LabProxy> {
+  async startProxy(
+    name: string,
+    o: {
+      to: string;
+      port?: number;
+      socks5?: boolean;
+      user?: string;
+      tags?: string[];
+      /** The loopback address to listen on (default 127.0.0.1); ignored with host. */
+      listenHost?: string;
+      /**
+       * Run on this (possibly shared) lab host and listen on its own loopback
+       * instead of ours: for load generators that must run inside the lab.
+       */
+      host?: string;
+    },
+  ): Promise<LabProxy> {
     const host = this.net.hosts.get(o.host ?? name) ?? this.net.addHost(o.host ?? name);
     const inside = Boolean(o.host);
     const listenHost = inside ? "127.0.0.1" : (o.listenHost ?? "127.0.0.1");
@@ -239,7 +237,10 @@ export class LocalTailnet {
     for (const s of servers) s.close();
     const bridge = await bridgeP;
     const p: LabProxy = {
-      name, host, port, bridge,
+      name,
+      host,
+      port,
+      bridge,
       url: `nats://${listenHost}:${port}`,
       socks5Port,
       stop: async () => {
@@ -269,7 +270,9 @@ function listenLoopback(port: number, host: string): Promise<Server> {
 
 export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`${what} within ${ms}ms`)), ms); });
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what} within ${ms}ms`)), ms);
+  });
   try {
     return await Promise.race([p, timeout]);
   } finally {

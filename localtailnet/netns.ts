@@ -4,9 +4,7 @@
 // own namespace, so nothing started inside can reach beyond this machine.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import {
-  EnvironmentError,
-} from "../controlplane/src/mod.ts";
+import { EnvironmentError } from "../controlplane/src/mod.ts";
 
 const SUBNET = "10.213.0"; // inside our own namespaces only; never routed
 let labCounter = 0;
@@ -25,7 +23,8 @@ export interface Host {
 
 /** Says why namespaces cannot be used here, or undefined if they can. */
 export function namespacesUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return "the local tailnet runs every device in a network namespace of its own, which needs root: run as root";
+  if (process.getuid?.() !== 0)
+    return "the local tailnet runs every device in a network namespace of its own, which needs root: run as root";
   try {
     ip("netns", "list");
   } catch (e) {
@@ -123,9 +122,11 @@ export class NetLab {
 
 /** Lists namespaces of this lab still present (for tests of cleanup). */
 export function labNamespaces(id: string): string[] {
-  return ip("netns", "list").split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(id + "-"));
+  return ip("netns", "list")
+    .split("\n")
+    .map((l) => l.split(" ")[0]!)
+    .filter((n) => n.startsWith(id + "-"));
 }
-
 
 /**
  * Resident memory (MiB) of the processes running in a namespace, by what

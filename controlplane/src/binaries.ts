@@ -1,6 +1,6 @@
 // Where the executables nats-tsnet drives live. scripts/build.sh puts them
 // in <repo>/.cache/bin; an environment variable overrides each one so that
-// packagers (and the single-file build) can point elsewhere.
+// packagers can point elsewhere.
 import { accessSync, constants } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,10 +22,7 @@ export function binaryPath(name: BinaryName, env: NodeJS.ProcessEnv = process.en
   try {
     accessSync(path, constants.X_OK);
   } catch (cause) {
-    throw new MissingBinaryError(
-      `${spec.file} not found at ${path}: run scripts/build.sh (or set ${spec.env})`,
-      { cause },
-    );
+    throw new MissingBinaryError(`${spec.file} not found at ${path}: run scripts/build.sh (or set ${spec.env})`, { cause });
   }
   return path;
 }

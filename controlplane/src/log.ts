@@ -35,9 +35,14 @@ export function formatText(line: string): string {
 
 export function createLogger(opts: { level?: string; format?: LogFormat; dest?: Writable; name?: string } = {}): Logger {
   const dest = opts.dest ?? process.stderr;
-  const stream = opts.format === "json"
-    ? dest
-    : { write: (s: string) => { for (const l of s.split("\n")) if (l) dest.write(formatText(l)); } };
+  const stream =
+    opts.format === "json"
+      ? dest
+      : {
+          write: (s: string) => {
+            for (const l of s.split("\n")) if (l) dest.write(formatText(l));
+          },
+        };
   return pino(
     { level: opts.level ?? "info", base: opts.name ? { component: opts.name } : {}, timestamp: pino.stdTimeFunctions.epochTime },
     stream as pino.DestinationStream,

@@ -20,7 +20,9 @@ function policy(withAlice = true): Record<string, unknown> {
     tagOwners: { [CLUSTER_TAG]: ["dev@"], [SVC]: ["dev@"] },
     acls: [...base.acls, { action: "accept", src: [SVC], dst: [`${CLUSTER_TAG}:4222`] }],
     grants: [
-      ...(withAlice ? [grant("alice@", { pub: { allow: ["alice.>", "shared.>"] }, sub: { allow: ["alice.>", "shared.>", "_INBOX.>"] } })] : []),
+      ...(withAlice
+        ? [grant("alice@", { pub: { allow: ["alice.>", "shared.>"] }, sub: { allow: ["alice.>", "shared.>", "_INBOX.>"] } })]
+        : []),
       grant("bob@", { pub: { allow: ["bob.>", "shared.>"], deny: ["shared.secret"] }, sub: { allow: ["bob.>", "shared.>", "_INBOX.>"] } }),
       grant(SVC, { pub: { allow: [">"] }, sub: { allow: [">"] }, account: "OPS" }),
       grant("dev@", { pub: { allow: [">"] }, sub: { allow: [">"] }, account: "SYS" }),
@@ -94,7 +96,10 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
       return true;
     });
     const node = t.tailnet.nodes.get("nats-1")!;
-    assert.ok(node.lines.some((l) => l.msg === "connection denied" && String(l.who).startsWith("carol")), "the node logs the denial");
+    assert.ok(
+      node.lines.some((l) => l.msg === "connection denied" && String(l.who).startsWith("carol")),
+      "the node logs the denial",
+    );
   });
 
   test("accounts keep tenants apart; the system account is reachable only by whom the policy names", async () => {
@@ -104,7 +109,11 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
     t.onCleanup(() => Promise.all([svc.close(), alice.close(), dev.close()]));
     // Same subject, different accounts: nothing crosses.
     const heard: string[] = [];
-    const sub = alice.subscribe("shared.>", { callback: (_e, m) => { heard.push(m.subject); } });
+    const sub = alice.subscribe("shared.>", {
+      callback: (_e, m) => {
+        heard.push(m.subject);
+      },
+    });
     await alice.flush();
     svc.publish("shared.ops", enc.encode("internal"));
     await svc.flush();
@@ -132,24 +141,29 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
   test("malformed input on the client face is refused without touching other connections", async () => {
     const bob = await natsConnect(p.bob!.url, { name: "bob-survivor" });
     t.onCleanup(() => bob.close());
-    const send = (payload: string) => new Promise<string>((resolve) => {
-      const s = tcpConnect(p.alice!.port, "127.0.0.1");
-      let got = "";
-      s.on("data", (d) => {
-        got += d.toString();
-        if (got.includes("\r\n") && !s.writableEnded) s.end(payload);
+    const send = (payload: string) =>
+      new Promise<string>((resolve) => {
+        const s = tcpConnect(p.alice!.port, "127.0.0.1");
+        let got = "";
+        s.on("data", (d) => {
+          got += d.toString();
+          if (got.includes("\r\n") && !s.writableEnded) s.end(payload);
+        });
+        s.on("close", () => resolve(got));
+        s.on("error", () => resolve(got));
+        s.setTimeout(15_000, () => s.destroy());
       });
-      s.on("close", () => resolve(got));
-      s.on("error", () => resolve(got));
-      s.setTimeout(15_000, () => s.destroy());
-    });
     const garbage = await send("GARBAGE {not json\r\n");
     assert.match(garbage, /^INFO /, "the server greeted, then the bridge hung up");
     assert.doesNotMatch(garbage, /PONG|\+OK/);
     const huge = await send(`CONNECT {"jwt":"${"x".repeat(100_000)}"}\r\nPING\r\n`);
     assert.doesNotMatch(huge, /PONG/);
     const node = t.tailnet.nodes.get("nats-1")!;
-    await eventually(() => node.lines.some((l) => l.msg === "connection refused" && /not a JSON object|too long/.test(String(l.reason))), 5000, "refusals logged");
+    await eventually(
+      () => node.lines.some((l) => l.msg === "connection refused" && /not a JSON object|too long/.test(String(l.reason))),
+      5000,
+      "refusals logged",
+    );
     // Everyone else carries on.
     const rtt = await bob.rtt();
     assert.ok(rtt >= 0);
@@ -158,7 +172,9 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
   test("removing a grant cuts the live connection and its reconnect is denied", async () => {
     const alice = await natsConnect(p.alice!.url, { name: "alice-doomed", maxReconnectAttempts: 3, reconnectTimeWait: 500 });
     let disconnected = false;
-    void (async () => { for await (const s of alice.status()) if (s.type === "disconnect") disconnected = true; })();
+    void (async () => {
+      for await (const s of alice.status()) if (s.type === "disconnect") disconnected = true;
+    })();
     await alice.flush();
     await t.tailnet.headscale.setPolicy(policy(false));
     await eventually(() => disconnected, 30_000, "alice disconnected after losing her grant");

@@ -1,4 +1,4 @@
-// Issue: a cluster that forms by itself from the tailnet and follows
+// A cluster that forms by itself from the tailnet and follows
 // membership live. Real headscale, tsnet, nats-server and nats.js clients.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -24,7 +24,9 @@ const LAX_POLICY = {
 
 function natsServerPid(t: TestTailnet, node: string): string | undefined {
   const ns = t.tailnet.nodes.get(node)!.host.netns;
-  return execFileSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).split("\n").filter(Boolean)
+  return execFileSync("ip", ["netns", "pids", ns], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean)
     .find((p) => spawnSync("cat", [`/proc/${p}/comm`], { encoding: "utf8" }).stdout.trim() === "nats-server");
 }
 
@@ -60,7 +62,11 @@ describe("a three-node cluster on the tailnet", () => {
   test("every node routes to the two others and one meta leader is elected", async () => {
     for (const n of names) {
       const v = await t.tailnet.clusterView(n);
-      assert.deepEqual(v.routes, names.filter((o) => o !== n), `${n} routes`);
+      assert.deepEqual(
+        v.routes,
+        names.filter((o) => o !== n),
+        `${n} routes`,
+      );
       assert.ok(v.metaLeader && names.includes(v.metaLeader), `${n} sees a meta leader`);
       assert.equal(v.metaSize, 3);
     }
@@ -68,7 +74,10 @@ describe("a three-node cluster on the tailnet", () => {
 
   test("clients learn the other nodes by tailnet name, never 127.0.0.1", () => {
     const urls = nc.info!.connect_urls ?? [];
-    assert.deepEqual([...urls].sort(), names.map((n) => `${n}.tailnet.internal:4222`));
+    assert.deepEqual(
+      [...urls].sort(),
+      names.map((n) => `${n}.tailnet.internal:4222`),
+    );
   });
 
   test("an R3 stream created through node 1 is readable through node 3", async () => {
@@ -94,14 +103,20 @@ describe("a three-node cluster on the tailnet", () => {
     const got = await new Promise<string>((resolve) => {
       const s = tcpConnect(p.port, "127.0.0.1");
       let data = "";
-      s.on("data", (d) => { data += d.toString(); });
+      s.on("data", (d) => {
+        data += d.toString();
+      });
       s.on("close", () => resolve(data));
       s.on("error", () => resolve(data));
       s.setTimeout(10_000, () => s.destroy());
     });
     assert.equal(got, "", "no route INFO reaches an untagged caller");
     const node = t.tailnet.nodes.get("nats-1")!;
-    const refusal = await eventually(() => node.lines.find((l) => l.msg === "connection refused" && l.listener === "cluster"), 5000, "refusal logged");
+    const refusal = await eventually(
+      () => node.lines.find((l) => l.msg === "connection refused" && l.listener === "cluster"),
+      5000,
+      "refusal logged",
+    );
     assert.match(String(refusal.who), /intruder/);
     assert.match(String(refusal.reason), /carries none of the tags/);
     await p.stop();
@@ -130,7 +145,11 @@ describe("a three-node cluster on the tailnet", () => {
     await eventually(() => acked.length >= 20, 20_000, "publishing under way");
     const victim = t.tailnet.nodes.get("nats-3")!;
     victim.child.kill("SIGKILL");
-    await eventually(() => execFileSync("ip", ["netns", "pids", victim.host.netns], { encoding: "utf8" }).trim() === "", 20_000, "nats-3 gone");
+    await eventually(
+      () => execFileSync("ip", ["netns", "pids", victim.host.netns], { encoding: "utf8" }).trim() === "",
+      20_000,
+      "nats-3 gone",
+    );
     t.tailnet.nodes.delete("nats-3");
     const atKill = acked.length;
     await eventually(() => acked.length >= atKill + 30, 30_000, "publishing continues on two nodes");
@@ -148,22 +167,35 @@ describe("a three-node cluster on the tailnet", () => {
     await t.tailnet.startNode("nats-3");
     await t.tailnet.waitForCluster(names);
     const want = info.state.messages;
-    await eventually(async () => {
-      const jsz = await t.tailnet.monitor("nats-3", "/jsz?streams=true");
-      const s = jsz.account_details?.flatMap((a: any) => a.stream_detail ?? []).find((d: any) => d.name === "DURABLE");
-      return s && s.state.messages === want;
-    }, 60_000, "nats-3 caught up");
+    await eventually(
+      async () => {
+        const jsz = await t.tailnet.monitor("nats-3", "/jsz?streams=true");
+        const s = jsz.account_details?.flatMap((a: any) => a.stream_detail ?? []).find((d: any) => d.name === "DURABLE");
+        return s && s.state.messages === want;
+      },
+      60_000,
+      "nats-3 caught up",
+    );
     await pub.close();
   });
 
   test("a fourth tagged node joins live: routes everywhere, no restarts, connections kept", async () => {
-    const pidsBefore = Object.fromEntries(names.map((n) => { const p = natsServerPid(t, n)!; return [n, { pid: p, start: startTime(p) }]; }));
+    const pidsBefore = Object.fromEntries(
+      names.map((n) => {
+        const p = natsServerPid(t, n)!;
+        return [n, { pid: p, start: startTime(p) }];
+      }),
+    );
     // The server's own view of the connection: same cid before and after.
-    const cidOf = async () => (await t.tailnet.monitor("nats-1", "/connz?limit=1000")).connections.find((c: { name?: string }) => c.name?.endsWith(" cluster-test"))?.cid;
+    const cidOf = async () =>
+      (await t.tailnet.monitor("nats-1", "/connz?limit=1000")).connections.find((c: { name?: string }) => c.name?.endsWith(" cluster-test"))
+        ?.cid;
     const cidBefore = await cidOf();
     assert.ok(cidBefore, "the test client is connected to nats-1");
     let disconnects = 0;
-    void (async () => { for await (const s of nc.status()) if (s.type === "disconnect" || s.type === "reconnect") disconnects++; })();
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === "disconnect" || s.type === "reconnect") disconnects++;
+    })();
     const t0 = Date.now();
     await t.tailnet.startNode("nats-4");
     const all = [...names, "nats-4"];
@@ -173,7 +205,11 @@ describe("a three-node cluster on the tailnet", () => {
       const p = natsServerPid(t, n)!;
       assert.deepEqual({ pid: p, start: startTime(p) }, pidsBefore[n], `${n}'s nats-server was not restarted`);
       // nats-4 may reach a node first by its own route; the node's own join follows within its debounce.
-      await eventually(() => t.tailnet.nodes.get(n)!.lines.some((l) => l.msg === "peer joined: route added" && l.peer === "nats-4"), 10_000, `${n} logged the join`);
+      await eventually(
+        () => t.tailnet.nodes.get(n)!.lines.some((l) => l.msg === "peer joined: route added" && l.peer === "nats-4"),
+        10_000,
+        `${n} logged the join`,
+      );
     }
     await nc.flush();
     assert.equal(await cidOf(), cidBefore, "the client connection was kept");
@@ -185,30 +221,54 @@ describe("a three-node cluster on the tailnet", () => {
     await t.tailnet.headscale.deleteNode("nats-4");
     for (const n of names) {
       await eventually(async () => !(await t.tailnet.clusterView(n)).routes.includes("nats-4"), 30_000, `${n} dropped the route to nats-4`);
-      const left = await eventually(() => t.tailnet.nodes.get(n)!.lines.find((l) => l.msg === "peer left: route removed" && l.peer === "nats-4"), 10_000, "leave logged");
+      const left = await eventually(
+        () => t.tailnet.nodes.get(n)!.lines.find((l) => l.msg === "peer left: route removed" && l.peer === "nats-4"),
+        10_000,
+        "leave logged",
+      );
       assert.equal(left.why, "left the tailnet");
     }
     const jsz = await t.tailnet.monitor("nats-1", "/jsz");
     assert.equal(jsz.meta_cluster.cluster_size, 4, "a departed peer counts until it is removed");
     const node1 = t.tailnet.nodes.get("nats-1")!;
-    const list = execFileSync("ip", ["netns", "exec", node1.host.netns, process.execPath, CLI, "peer", "list", "--json", "--config", node1.configPath], { encoding: "utf8" });
+    const list = execFileSync(
+      "ip",
+      ["netns", "exec", node1.host.netns, process.execPath, CLI, "peer", "list", "--json", "--config", node1.configPath],
+      { encoding: "utf8" },
+    );
     const rows = JSON.parse(list).rows as Array<{ name: string; route: unknown; jetstream: { offline: boolean } | null }>;
-    assert.ok(rows.find((r) => r.name === "nats-4" && r.route === null && r.jetstream?.offline), `peer list shows nats-4 gone but in the meta group: ${list}`);
-    const r = spawnSync("ip", ["netns", "exec", node1.host.netns, process.execPath, CLI, "peer", "remove", "nats-4", "--config", node1.configPath], { encoding: "utf8" });
+    assert.ok(
+      rows.find((r) => r.name === "nats-4" && r.route === null && r.jetstream?.offline),
+      `peer list shows nats-4 gone but in the meta group: ${list}`,
+    );
+    const r = spawnSync(
+      "ip",
+      ["netns", "exec", node1.host.netns, process.execPath, CLI, "peer", "remove", "nats-4", "--config", node1.configPath],
+      { encoding: "utf8" },
+    );
     assert.equal(r.status, 0, r.stderr + logTail(t));
     await eventually(async () => (await t.tailnet.monitor("nats-1", "/jsz")).meta_cluster.cluster_size === 3, 30_000, "meta group of 3");
   });
 
   test("a client connected to a node that is killed reconnects to another", async () => {
-    const c = await natsConnect(names.map((n) => proxies[n]!.url), {
-      noRandomize: true, reconnectTimeWait: 250, maxReconnectAttempts: 100, name: "failover",
-      // A node that dies with its host sends no FIN over the tailnet; pings notice.
-      pingInterval: 1000, maxPingOut: 2,
-    });
+    const c = await natsConnect(
+      names.map((n) => proxies[n]!.url),
+      {
+        noRandomize: true,
+        reconnectTimeWait: 250,
+        maxReconnectAttempts: 100,
+        name: "failover",
+        // A node that dies with its host sends no FIN over the tailnet; pings notice.
+        pingInterval: 1000,
+        maxPingOut: 2,
+      },
+    );
     t.onCleanup(() => c.close());
     assert.equal(c.info!.server_name, "nats-1");
     let reconnected = false;
-    void (async () => { for await (const s of c.status()) if (s.type === "reconnect") reconnected = true; })();
+    void (async () => {
+      for await (const s of c.status()) if (s.type === "reconnect") reconnected = true;
+    })();
     const n1 = t.tailnet.nodes.get("nats-1")!;
     n1.child.kill("SIGKILL");
     t.tailnet.nodes.delete("nats-1");

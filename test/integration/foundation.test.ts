@@ -1,4 +1,4 @@
-// Issue: a single node whose only face is tsnet, on a real local tailnet.
+// A single node whose only face is tsnet, on a real local tailnet.
 // Everything here is real: headscale, tsnet devices in namespaces,
 // upstream nats-server, nats.js over the tailnet through a client device.
 import assert from "node:assert/strict";
@@ -11,10 +11,7 @@ import { after, before, describe, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CLI, type LabProxy } from "../../localtailnet/mod.ts";
-import {
-  exited,
-  ExitCode,
-} from "../../controlplane/src/mod.ts";
+import { exited, ExitCode } from "../../controlplane/src/mod.ts";
 import { eventually, logTail, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();
@@ -31,7 +28,11 @@ describe("a single node on the local tailnet", () => {
     await t.tailnet.startNode("nats-1", { config: { nats: { standalone: true } } });
     client = await t.tailnet.startProxy("client-1", { to: "nats-1:4222" });
     monitor = await t.tailnet.startProxy("client-2", { to: "nats-1:8222" });
-    nc = await eventually(() => natsConnect(client.url, { name: "foundation-test", timeout: 3000 }), 30_000, "NATS connection through the tailnet");
+    nc = await eventually(
+      () => natsConnect(client.url, { name: "foundation-test", timeout: 3000 }),
+      30_000,
+      "NATS connection through the tailnet",
+    );
   });
 
   after(async () => {
@@ -46,7 +47,9 @@ describe("a single node on the local tailnet", () => {
     for await (const m of sub) got.push(`${m.subject}=${dec.decode(m.data)}`);
     assert.deepEqual(got, ["greet.0=hello 0", "greet.1=hello 1", "greet.2=hello 2"]);
     const reply = nc.subscribe("svc.echo");
-    void (async () => { for await (const m of reply) m.respond(m.data); })();
+    void (async () => {
+      for await (const m of reply) m.respond(m.data);
+    })();
     const r = await nc.request("svc.echo", enc.encode("ping"), { timeout: 5000 });
     assert.equal(dec.decode(r.data), "ping");
   });
@@ -58,7 +61,10 @@ describe("a single node on the local tailnet", () => {
     const js = jetstream(nc);
     const acks = [];
     for (let i = 1; i <= 20; i++) acks.push(await js.publish(`orders.${i}`, enc.encode(`order ${i}`)));
-    assert.deepEqual(acks.map((a) => a.seq), Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.deepEqual(
+      acks.map((a) => a.seq),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
     for (const seq of [1, 10, 20]) {
       const m = await jsm.streams.getMessage("ORDERS", { seq });
       assert.equal(dec.decode(m!.data), `order ${seq}`);
@@ -77,17 +83,28 @@ describe("a single node on the local tailnet", () => {
     assert.equal(mine.ip, tailnetIP);
     // The only loopback connections are the node's own (its auth callout and housekeeping).
     const local = connz.connections.filter((c) => c.ip === "127.0.0.1");
-    assert.ok(local.every((c) => c.name?.startsWith("nats-tsnet ")), `loopback connections: ${JSON.stringify(local)}`);
+    assert.ok(
+      local.every((c) => c.name?.startsWith("nats-tsnet ")),
+      `loopback connections: ${JSON.stringify(local)}`,
+    );
   });
 
   test("inside the node's host the only TCP listeners are on loopback", async () => {
     const node = t.tailnet.nodes.get("nats-1")!;
     // tsnet opens a kernel listener for its peerAPI; the bridge shuts it on its next sweep.
-    const listeners = await eventually(() => {
-      const out = t.tailnet.net.exec(node.host.name, "ss", ["-Hltn"]);
-      const addrs = out.trim().split("\n").filter(Boolean).map((l) => l.trim().split(/\s+/)[3]!);
-      return addrs.every((a) => a.startsWith("127.") || a.startsWith("[::1]")) ? addrs : undefined;
-    }, 10_000, "loopback-only listeners");
+    const listeners = await eventually(
+      () => {
+        const out = t.tailnet.net.exec(node.host.name, "ss", ["-Hltn"]);
+        const addrs = out
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => l.trim().split(/\s+/)[3]!);
+        return addrs.every((a) => a.startsWith("127.") || a.startsWith("[::1]")) ? addrs : undefined;
+      },
+      10_000,
+      "loopback-only listeners",
+    );
     assert.ok(listeners.includes("127.0.0.1:14222"), `nats-server client port on loopback: ${listeners}`);
     assert.ok(listeners.includes("127.0.0.1:18222"), `monitoring port on loopback: ${listeners}`);
   });
@@ -143,21 +160,47 @@ describe("a single node on the local tailnet", () => {
 
   test("a nats-server crash is restarted and clients come back", async () => {
     const node = t.tailnet.nodes.get("nats-1")!;
-    const pidOf = () => execFileSync("ip", ["netns", "pids", node.host.netns], { encoding: "utf8" })
-      .split("\n").filter(Boolean).find((p) => spawnSync("cat", [`/proc/${p}/comm`], { encoding: "utf8" }).stdout.trim() === "nats-server");
+    const pidOf = () =>
+      execFileSync("ip", ["netns", "pids", node.host.netns], { encoding: "utf8" })
+        .split("\n")
+        .filter(Boolean)
+        .find((p) => spawnSync("cat", [`/proc/${p}/comm`], { encoding: "utf8" }).stdout.trim() === "nats-server");
     const before = pidOf();
     assert.ok(before, "nats-server runs in the node's namespace");
     process.kill(Number(before), "SIGKILL");
-    const after = await eventually(() => { const p = pidOf(); return p && p !== before ? p : undefined; }, 20_000, "nats-server restarted");
+    const after = await eventually(
+      () => {
+        const p = pidOf();
+        return p && p !== before ? p : undefined;
+      },
+      20_000,
+      "nats-server restarted",
+    );
     assert.notEqual(after, before);
-    assert.ok(node.lines.some((l) => l.msg === "restarting" && l.process === "nats-server"), "the restart is logged");
+    assert.ok(
+      node.lines.some((l) => l.msg === "restarting" && l.process === "nats-server"),
+      "the restart is logged",
+    );
     // The client reconnects by itself and JetStream data survived (file store, sync always).
-    const jsm = await eventually(async () => { await nc.flush(); const m = await jetstreamManager(nc); await m.getAccountInfo(); return m; }, 30_000, "client reconnected");
+    const jsm = await eventually(
+      async () => {
+        await nc.flush();
+        const m = await jetstreamManager(nc);
+        await m.getAccountInfo();
+        return m;
+      },
+      30_000,
+      "client reconnected",
+    );
     assert.equal((await jsm.streams.info("ORDERS")).state.messages, 20);
   });
 
   test("a wrong auth key fails fast with a clear message and the tailnet exit code", async () => {
-    const n = await t.tailnet.startNode("bad-key", { authKey: "hskey-auth-thisisnotavalidkey", wait: false, config: { tailnet: { up_timeout: "60s" } } });
+    const n = await t.tailnet.startNode("bad-key", {
+      authKey: "hskey-auth-thisisnotavalidkey",
+      wait: false,
+      config: { tailnet: { up_timeout: "60s" } },
+    });
     const { code } = await exited(n.child);
     assert.equal(code, ExitCode.tailnet);
     const err = n.lines.find((l) => l.code === "ERR_TAILNET_AUTH");
@@ -171,7 +214,10 @@ describe("a single node on the local tailnet", () => {
     const { code } = await exited(n.child);
     assert.equal(code, ExitCode.tailnet);
     const err = n.lines.find((l) => l.code === "ERR_TAILNET_CONTROL_UNREACHABLE");
-    assert.ok(err, `ERR_TAILNET_CONTROL_UNREACHABLE logged, got: ${JSON.stringify(n.lines.filter((l) => Number(l.level) >= 50))}\n${logTail(t)}`);
+    assert.ok(
+      err,
+      `ERR_TAILNET_CONTROL_UNREACHABLE logged, got: ${JSON.stringify(n.lines.filter((l) => Number(l.level) >= 50))}\n${logTail(t)}`,
+    );
     assert.match(String(err.msg), new RegExp(`cannot reach the control server ${dead.replace(/[.]/g, "\\.")}`));
   });
 
@@ -188,7 +234,10 @@ describe("a single node on the local tailnet", () => {
     const n = await t.tailnet.startNode("graceful", { config: { nats: { standalone: true } } });
     const { code } = await t.tailnet.stopNode("graceful", "SIGTERM");
     assert.equal(code, 0);
-    assert.ok(n.lines.some((l) => l.msg === "lame duck"), "lame duck mode was used");
+    assert.ok(
+      n.lines.some((l) => l.msg === "lame duck"),
+      "lame duck mode was used",
+    );
     assert.ok(n.lines.some((l) => l.msg === "stopped"));
   });
 });

@@ -4,9 +4,7 @@ import { mkdtempSync, rmSync, createWriteStream, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  createLogger,
-} from "../../controlplane/src/mod.ts";
+import { createLogger } from "../../controlplane/src/mod.ts";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { LocalTailnet } from "../../localtailnet/mod.ts";
 
@@ -35,10 +33,15 @@ export async function startTestTailnet(name: string): Promise<TestTailnet> {
   const tailnet = await LocalTailnet.start({ dir: join(dir, "lab"), log, verbose: true });
   const hooks: Array<() => unknown> = [];
   return {
-    tailnet, dir, logFile,
+    tailnet,
+    dir,
+    logFile,
     onCleanup: (fn) => hooks.push(fn),
     cleanup: async () => {
-      for (const h of hooks.reverse()) await Promise.resolve().then(h).catch(() => {});
+      for (const h of hooks.reverse())
+        await Promise.resolve()
+          .then(h)
+          .catch(() => {});
       await tailnet.stop();
       if (!process.env.KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
     },

@@ -37,10 +37,7 @@ describe("loopback is not a back door", () => {
     t = await startTestTailnet("loopback");
     // nats-1 runs the default auth mode (tailnet), nats-2 auth mode none:
     // the loopback protections must hold in both.
-    await Promise.all([
-      t.tailnet.startNode("nats-1"),
-      t.tailnet.startNode("nats-2", { config: { auth: { mode: "none" } } }),
-    ]);
+    await Promise.all([t.tailnet.startNode("nats-1"), t.tailnet.startNode("nats-2", { config: { auth: { mode: "none" } } })]);
     await t.tailnet.waitForCluster(["nats-1", "nats-2"]);
   });
 
@@ -56,29 +53,32 @@ describe("loopback is not a back door", () => {
     await nc.close();
   });
 
-  for (const [node, mode] of [["nats-1", "tailnet"], ["nats-2", "none"]] as const) {
+  for (const [node, mode] of [
+    ["nats-1", "tailnet"],
+    ["nats-2", "none"],
+  ] as const) {
     test(`auth mode ${mode}: a local process on 127.0.0.1:<client port> is refused`, () => {
-      const out = probe(node, 14222, "127.0.0.1", "CONNECT {\"verbose\":false}\\r\\nPING\\r\\n");
+      const out = probe(node, 14222, "127.0.0.1", 'CONNECT {"verbose":false}\\r\\nPING\\r\\n');
       assert.match(out, /^INFO /, "nats-server answers the TCP connection");
       assert.match(out, /-ERR '(Authorization Violation|Proxy Connection Required)'/i);
       assert.doesNotMatch(out, /PONG/);
     });
 
     test(`auth mode ${mode}: a forged PROXY header claiming a tailnet address is refused too`, () => {
-      const out = probe(node, 14222, "127.0.0.1", "CONNECT {\"verbose\":false}\\r\\nPING\\r\\n", "100.64.0.99");
+      const out = probe(node, 14222, "127.0.0.1", 'CONNECT {"verbose":false}\\r\\nPING\\r\\n', "100.64.0.99");
       assert.match(out, /-ERR '(Authorization Violation|Proxy Connection Required)'/i);
       assert.doesNotMatch(out, /PONG/);
     });
   }
 
   test("a made-up proxy_sig is refused", () => {
-    const out = probe("nats-1", 14222, "127.0.0.1", "CONNECT {\"verbose\":false,\"proxy_sig\":\"AAAA\"}\\r\\nPING\\r\\n", "100.64.0.99");
+    const out = probe("nats-1", 14222, "127.0.0.1", 'CONNECT {"verbose":false,"proxy_sig":"AAAA"}\\r\\nPING\\r\\n', "100.64.0.99");
     assert.match(out, /-ERR '(Authorization Violation|Proxy Connection Required)'/i);
     assert.doesNotMatch(out, /PONG/);
   });
 
   test("a local process cannot open a route on 127.0.0.1:<cluster port>", () => {
-    const out = probe("nats-1", 16222, "127.0.0.1", "CONNECT {\"verbose\":false,\"name\":\"intruder\",\"cluster\":\"nats-js\"}\\r\\nPING\\r\\n");
+    const out = probe("nats-1", 16222, "127.0.0.1", 'CONNECT {"verbose":false,"name":"intruder","cluster":"nats-js"}\\r\\nPING\\r\\n');
     assert.match(out, /-ERR 'Authorization Violation'/);
     assert.doesNotMatch(out, /PONG/);
   });
@@ -86,12 +86,21 @@ describe("loopback is not a back door", () => {
   test("a local process cannot ride a route forwarder into a peer's cluster", async () => {
     const node = t.tailnet.nodes.get("nats-1")!;
     const peer = t.tailnet.nodes.get("nats-2")!;
-    const nats2 = JSON.parse(t.tailnet.net.exec("nats-1", "cat", [`${node.dir}/state/status.json`])).routes.find((r: { peer: string }) => r.peer === "nats-2");
+    const nats2 = JSON.parse(t.tailnet.net.exec("nats-1", "cat", [`${node.dir}/state/status.json`])).routes.find(
+      (r: { peer: string }) => r.peer === "nats-2",
+    );
     const alias = new URL(nats2.url).hostname;
-    const out = probe("nats-1", 16222, alias, "CONNECT {\"verbose\":false,\"name\":\"intruder\",\"cluster\":\"nats-js\"}\\r\\nPING\\r\\n");
+    const out = probe("nats-1", 16222, alias, 'CONNECT {"verbose":false,"name":"intruder","cluster":"nats-js"}\\r\\nPING\\r\\n');
     assert.doesNotMatch(out, /PONG|INFO/, "nothing from nats-2 reaches the intruder");
-    const refusal = await eventually(() => node.lines.find((l) => l.msg === "connection refused" && String(l.listener).startsWith("route:")), 5000, "refusal logged");
+    const refusal = await eventually(
+      () => node.lines.find((l) => l.msg === "connection refused" && String(l.listener).startsWith("route:")),
+      5000,
+      "refusal logged",
+    );
     assert.match(String(refusal.reason), /route secret/);
-    assert.ok(peer.lines.every((l) => !(l.msg === "connection refused" && l.listener === "cluster")), "nats-2 never even saw it");
+    assert.ok(
+      peer.lines.every((l) => !(l.msg === "connection refused" && l.listener === "cluster")),
+      "nats-2 never even saw it",
+    );
   });
 });

@@ -40,14 +40,37 @@ describe("auth mode operator", () => {
   });
 
   test("creds written by nats-tsnet auth work through another node after a push through nats-1", async () => {
-    const credsPath = cli(["auth", "user", "add", "alice", "--account", "ACME", "--dir", store, "--pub-allow", "orders.>,_INBOX.>,$JS.API.>", "--sub-allow", "orders.>,_INBOX.>,secret.>", "--sub-deny", "secret.>"]).trim();
+    const credsPath = cli([
+      "auth",
+      "user",
+      "add",
+      "alice",
+      "--account",
+      "ACME",
+      "--dir",
+      store,
+      "--pub-allow",
+      "orders.>,_INBOX.>,$JS.API.>",
+      "--sub-allow",
+      "orders.>,_INBOX.>,secret.>",
+      "--sub-deny",
+      "secret.>",
+    ]).trim();
     assert.match(readFileSync(credsPath, "utf8"), /BEGIN NATS USER JWT[\s\S]*BEGIN USER NKEY SEED/);
     // Before the push nobody knows ACME.
     await assert.rejects(natsConnect(toNats2.url, { authenticator: credsAuthenticator(readFileSync(credsPath)), reconnect: false }));
     const node1 = t.tailnet.nodes.get("nats-1")!;
-    const out = execFileSync("ip", ["netns", "exec", node1.host.netns, process.execPath, CLI, "auth", "push", "--config", node1.configPath], { encoding: "utf8" });
+    const out = execFileSync(
+      "ip",
+      ["netns", "exec", node1.host.netns, process.execPath, CLI, "auth", "push", "--config", node1.configPath],
+      { encoding: "utf8" },
+    );
     assert.match(out, /ACME: /);
-    const alice = await eventually(() => natsConnect(toNats2.url, { authenticator: credsAuthenticator(readFileSync(credsPath)), name: "alice" }), 20_000, "alice connects through nats-2");
+    const alice = await eventually(
+      () => natsConnect(toNats2.url, { authenticator: credsAuthenticator(readFileSync(credsPath)), name: "alice" }),
+      20_000,
+      "alice connects through nats-2",
+    );
     t.onCleanup(() => alice.close());
     const sub = alice.subscribe("orders.>", { max: 1 });
     alice.publish("orders.1", enc.encode("one"));
@@ -57,9 +80,15 @@ describe("auth mode operator", () => {
     assert.equal(info.limits.max_storage, 64 * 1024 * 1024);
     // The denied subject is denied.
     const errs: string[] = [];
-    void (async () => { for await (const s of alice.status()) if (s.type === "error") errs.push(String((s as { error: Error }).error?.message)); })();
+    void (async () => {
+      for await (const s of alice.status()) if (s.type === "error") errs.push(String((s as { error: Error }).error?.message));
+    })();
     alice.subscribe("secret.plans");
-    await eventually(() => errs.some((e) => /Permissions Violation for Subscription to "secret\.plans"/i.test(e)), 5000, "subscription refused");
+    await eventually(
+      () => errs.some((e) => /Permissions Violation for Subscription to "secret\.plans"/i.test(e)),
+      5000,
+      "subscription refused",
+    );
   });
 
   test("creds alone are not enough on loopback: proxy_required", () => {
@@ -69,7 +98,10 @@ describe("auth mode operator", () => {
       try { await connect({ servers: "127.0.0.1:14222", authenticator: credsAuthenticator(require("fs").readFileSync(${JSON.stringify(credsPath)})), reconnect: false }); console.log("CONNECTED"); }
       catch (e) { console.log("REFUSED " + e.message); }
     })`;
-    const out = execFileSync("ip", ["netns", "exec", node1.host.netns, process.execPath, "-e", script], { encoding: "utf8", cwd: process.cwd() });
+    const out = execFileSync("ip", ["netns", "exec", node1.host.netns, process.execPath, "-e", script], {
+      encoding: "utf8",
+      cwd: process.cwd(),
+    });
     assert.match(out, /^REFUSED /);
   });
 });

@@ -164,8 +164,14 @@ describe("environment overrides", () => {
     assert.equal(c.tailnet.control_url, "http://127.0.0.1:8080");
     assert.deepEqual(c.log, { format: "json", level: "debug" });
     assert.equal(c.tailnet.auth_key, "tskey-auth-xyz");
-    assert.deepEqual(c.source.env,
-      ["TS_AUTHKEY", "NATS_TSNET_CONTROL_URL", "NATS_TSNET_HOSTNAME", "NATS_TSNET_STATE_DIR", "NATS_TSNET_LOG_FORMAT", "NATS_TSNET_LOG_LEVEL"]);
+    assert.deepEqual(c.source.env, [
+      "TS_AUTHKEY",
+      "NATS_TSNET_CONTROL_URL",
+      "NATS_TSNET_HOSTNAME",
+      "NATS_TSNET_STATE_DIR",
+      "NATS_TSNET_LOG_FORMAT",
+      "NATS_TSNET_LOG_LEVEL",
+    ]);
   });
 
   test("TS_CONTROL_URL applies when NATS_TSNET_CONTROL_URL is not set; empty variables are ignored", () => {
@@ -188,9 +194,11 @@ describe("environment overrides", () => {
     assert.match(level.message, /^NATS_TSNET_LOG_LEVEL \(log\.level\): must be one of "trace", "debug", "info", "warn", "error"$/);
     assert.equal(level.line, undefined);
 
-    const many = configError(() => loadConfig({
-      env: { NATS_TSNET_HOSTNAME: "Not_Valid", NATS_TSNET_CONTROL_URL: "ftp://x", NATS_TSNET_LOG_FORMAT: "xml" },
-    }));
+    const many = configError(() =>
+      loadConfig({
+        env: { NATS_TSNET_HOSTNAME: "Not_Valid", NATS_TSNET_CONTROL_URL: "ftp://x", NATS_TSNET_LOG_FORMAT: "xml" },
+      }),
+    );
     assert.equal(many.code, "ERR_CONFIG_ENV");
     const lines = many.message.split("\n");
     assert.equal(lines.length, 3);
@@ -247,15 +255,9 @@ describe("file errors", () => {
   });
 
   test("a typo'd key is ERR_CONFIG_INVALID at the key, with a suggestion", () => {
-    const file = write([
-      "hostname: nats-1",
-      "tailnet:",
-      "  tags: [tag:nats-js]",
-      "nats:",
-      "  jetstream:",
-      "    sync_intervall: always",
-      "",
-    ].join("\n"));
+    const file = write(
+      ["hostname: nats-1", "tailnet:", "  tags: [tag:nats-js]", "nats:", "  jetstream:", "    sync_intervall: always", ""].join("\n"),
+    );
     const err = configError(() => loadConfig({ file, env: noEnv }));
     assert.equal(err.code, "ERR_CONFIG_INVALID");
     assert.deepEqual([err.file, err.line, err.column], [file, 6, 5]);
@@ -269,19 +271,21 @@ describe("file errors", () => {
   });
 
   test("every problem is reported, one per line, in file order; the first sets line/column", () => {
-    const file = write([
-      "log:",                          // 1
-      "  level: loud",                 // 2
-      "nats:",                         // 3
-      "  client_port: 70000",          // 4
-      "  monitor_port: -1",            // 5
-      "  debug: yes please",           // 6
-      "tailnet:",                      // 7
-      "  up_timeout: 10 seconds",      // 8
-      "  ephemeral: 1",                // 9
-      "hostnme: x",                    // 10
-      "",
-    ].join("\n"));
+    const file = write(
+      [
+        "log:", // 1
+        "  level: loud", // 2
+        "nats:", // 3
+        "  client_port: 70000", // 4
+        "  monitor_port: -1", // 5
+        "  debug: yes please", // 6
+        "tailnet:", // 7
+        "  up_timeout: 10 seconds", // 8
+        "  ephemeral: 1", // 9
+        "hostnme: x", // 10
+        "",
+      ].join("\n"),
+    );
     const err = configError(() => loadConfig({ file, env: noEnv }));
     assert.equal(err.code, "ERR_CONFIG_INVALID");
     assert.deepEqual([err.line, err.column], [2, 10]);
@@ -336,7 +340,9 @@ describe("file errors", () => {
 describe("durations, sizes and ports", () => {
   test("durations parse to milliseconds; sync_interval defaults to always", () => {
     const c = loadConfig({
-      file: write("tailnet:\n  up_timeout: 1m30s\nnats:\n  lame_duck_duration: 2m\n  lame_duck_grace_period: 1.5s\n  jetstream:\n    sync_interval: 500ms\n"),
+      file: write(
+        "tailnet:\n  up_timeout: 1m30s\nnats:\n  lame_duck_duration: 2m\n  lame_duck_grace_period: 1.5s\n  jetstream:\n    sync_interval: 500ms\n",
+      ),
       env: noEnv,
     });
     assert.equal(c.tailnet.up_timeout_ms, 90_000);
@@ -347,7 +353,12 @@ describe("durations, sizes and ports", () => {
   });
 
   test("bad durations are rejected where they are", () => {
-    for (const [value, why] of [["10", /must be a duration/], ["5 min", /must be a duration/], ["0s", /must be longer than 0/], ["30", /must be a duration/]] as const) {
+    for (const [value, why] of [
+      ["10", /must be a duration/],
+      ["5 min", /must be a duration/],
+      ["0s", /must be longer than 0/],
+      ["30", /must be a duration/],
+    ] as const) {
       const file = write(`tailnet:\n  up_timeout: ${value}\n`);
       const err = configError(() => loadConfig({ file, env: noEnv }));
       assert.deepEqual([err.code, err.line, err.column], ["ERR_CONFIG_INVALID", 2, 15], value);
@@ -365,7 +376,9 @@ describe("durations, sizes and ports", () => {
     const short = configError(() => loadConfig({ file: write("nats:\n  lame_duck_duration: 10s\n"), env: noEnv }));
     assert.deepEqual([short.line, short.column], [2, 23]);
     assert.match(short.message, /nats\.lame_duck_duration: must be at least 30s/);
-    const grace = configError(() => loadConfig({ file: write("nats:\n  lame_duck_duration: 30s\n  lame_duck_grace_period: 30s\n"), env: noEnv }));
+    const grace = configError(() =>
+      loadConfig({ file: write("nats:\n  lame_duck_duration: 30s\n  lame_duck_grace_period: 30s\n"), env: noEnv }),
+    );
     assert.equal(grace.line, 3);
     assert.match(grace.message, /nats\.lame_duck_grace_period: must be shorter than nats\.lame_duck_duration/);
   });
@@ -391,7 +404,9 @@ describe("durations, sizes and ports", () => {
     assert.match(range.message, /nats\.loopback\.client_port: must be 1\.\.65535/);
     const frac = configError(() => loadConfig({ file: write("nats:\n  client_port: 42.5\n"), env: noEnv }));
     assert.match(frac.message, /nats\.client_port: must be an integer port number 1\.\.65535/);
-    const dup = configError(() => loadConfig({ file: write("nats:\n  loopback:\n    client_port: 15000\n    monitor_port: 15000\n"), env: noEnv }));
+    const dup = configError(() =>
+      loadConfig({ file: write("nats:\n  loopback:\n    client_port: 15000\n    monitor_port: 15000\n"), env: noEnv }),
+    );
     assert.deepEqual([dup.line, dup.column], [4, 19]);
     assert.match(dup.message, /nats\.loopback\.monitor_port: port 15000 is already used by nats\.loopback\.client_port/);
   });
@@ -463,7 +478,9 @@ describe("JSON Schema", () => {
   test("describes the file: strict objects and defaults", () => {
     const schema = configJsonSchema() as {
       additionalProperties: boolean;
-      properties: { nats: { additionalProperties: boolean; properties: { jetstream: { properties: { sync_interval: { default: string } } } } } };
+      properties: {
+        nats: { additionalProperties: boolean; properties: { jetstream: { properties: { sync_interval: { default: string } } } } };
+      };
     };
     assert.equal(schema.additionalProperties, false);
     assert.equal(schema.properties.nats.additionalProperties, false);

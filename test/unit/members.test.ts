@@ -1,22 +1,36 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import {
-  diffMembers,
-  dialTargets,
-  membersOf,
-  routeAlias,
-  type Device,
-  type TailnetStatus,
-} from "../../controlplane/src/mod.ts";
+import { diffMembers, dialTargets, membersOf, routeAlias, type Device, type TailnetStatus } from "../../controlplane/src/mod.ts";
 
-const dev = (id: string, name: string, tags: string[], ips = [`100.64.0.${id}`, `fd7a:115c:a1e0::${id}`], online = true): Device =>
-  ({ id, name, dnsName: `${name}.ts.net`, hostName: name, ips, tags, online });
+const dev = (id: string, name: string, tags: string[], ips = [`100.64.0.${id}`, `fd7a:115c:a1e0::${id}`], online = true): Device => ({
+  id,
+  name,
+  dnsName: `${name}.ts.net`,
+  hostName: name,
+  ips,
+  tags,
+  online,
+});
 const status = (peers: Device[]): TailnetStatus => ({ backendState: "Running", self: dev("1", "self", ["tag:nats-js"]), peers });
 
 describe("membership", () => {
   test("only peers with the cluster tag are members, offline ones included", () => {
-    const m = membersOf(status([dev("2", "b", ["tag:nats-js"]), dev("3", "c", ["tag:web"]), dev("4", "d", ["tag:nats-js"], undefined, false), dev("5", "e", [])]), "tag:nats-js");
-    assert.deepEqual(m.map((x) => [x.name, x.online]), [["b", true], ["d", false]]);
+    const m = membersOf(
+      status([
+        dev("2", "b", ["tag:nats-js"]),
+        dev("3", "c", ["tag:web"]),
+        dev("4", "d", ["tag:nats-js"], undefined, false),
+        dev("5", "e", []),
+      ]),
+      "tag:nats-js",
+    );
+    assert.deepEqual(
+      m.map((x) => [x.name, x.online]),
+      [
+        ["b", true],
+        ["d", false],
+      ],
+    );
   });
 
   test("a peer without addresses is not a member (it cannot be routed to)", () => {

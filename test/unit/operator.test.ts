@@ -6,13 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { decode } from "@nats-io/jwt";
-import {
-  addAccount,
-  addUser,
-  importNsc,
-  initStore,
-  readStore,
-} from "../../controlplane/src/mod.ts";
+import { addAccount, addUser, importNsc, initStore, readStore } from "../../controlplane/src/mod.ts";
 
 const fresh = () => mkdtempSync(join(tmpdir(), "nt-op-"));
 
@@ -21,7 +15,10 @@ describe("operator store", () => {
     const dir = fresh();
     const s = await initStore(dir, "acme");
     assert.equal(s.operator.name, "acme");
-    assert.equal(decode<{ system_account: string }>(readFileSync(s.operator.jwtPath, "utf8").trim()).nats.system_account, s.systemAccount.pub);
+    assert.equal(
+      decode<{ system_account: string }>(readFileSync(s.operator.jwtPath, "utf8").trim()).nats.system_account,
+      s.systemAccount.pub,
+    );
     assert.equal(statSync(join(dir, "operator.nk")).mode & 0o777, 0o600);
     assert.equal(statSync(join(dir, "accounts", "SYS", "users", "admin.creds")).mode & 0o777, 0o600);
     await assert.rejects(initStore(dir, "again"), { code: "ERR_AUTH_EXISTS" });
@@ -43,10 +40,21 @@ describe("operator store", () => {
     const dir = fresh();
     await initStore(dir, "acme");
     await addAccount(dir, "ACME");
-    const path = await addUser(dir, "ACME", "bob", { pubAllow: ["a.>"], subDeny: ["secret.>"], expiresInMs: 3_600_000, respMax: 1, respTtlMs: 5000 });
+    const path = await addUser(dir, "ACME", "bob", {
+      pubAllow: ["a.>"],
+      subDeny: ["secret.>"],
+      expiresInMs: 3_600_000,
+      respMax: 1,
+      respTtlMs: 5000,
+    });
     const jwt = /-----BEGIN NATS USER JWT-----\n(.+)\n/.exec(readFileSync(path, "utf8"))![1]!;
-    const c = decode<{ pub: { allow: string[] }; sub: { deny: string[] }; proxy_required: boolean; resp: { max: number; ttl: number } }>(jwt);
-    assert.deepEqual([c.nats.pub?.allow, c.nats.sub?.deny, c.nats.proxy_required, c.nats.resp], [["a.>"], ["secret.>"], true, { max: 1, ttl: 5_000_000_000 }]);
+    const c = decode<{ pub: { allow: string[] }; sub: { deny: string[] }; proxy_required: boolean; resp: { max: number; ttl: number } }>(
+      jwt,
+    );
+    assert.deepEqual(
+      [c.nats.pub?.allow, c.nats.sub?.deny, c.nats.proxy_required, c.nats.resp],
+      [["a.>"], ["secret.>"], true, { max: 1, ttl: 5_000_000_000 }],
+    );
     assert.ok(c.exp! > Date.now() / 1000);
     await assert.rejects(addUser(dir, "NOPE", "x"), { code: "ERR_AUTH_NO_ACCOUNT" });
   });
@@ -75,7 +83,10 @@ describe("operator store", () => {
     const dest = join(fresh(), "store");
     const imported = await importNsc({ operatorDir: op, nkeysDir: join(nsc, "nkeys"), dest });
     assert.equal(imported.operator.pub, s.operator.pub);
-    assert.deepEqual(imported.accounts.map((a) => a.name), ["ACME", "SYS"]);
+    assert.deepEqual(
+      imported.accounts.map((a) => a.name),
+      ["ACME", "SYS"],
+    );
     // The imported store can mint users for the old accounts.
     const creds = await addUser(dest, "ACME", "carol");
     assert.match(readFileSync(creds, "utf8"), /BEGIN NATS USER JWT/);

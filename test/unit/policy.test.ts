@@ -1,16 +1,24 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import {
-  decide,
-  identityOf,
-  type Allowed,
-  type AuthConfig,
-} from "../../controlplane/src/mod.ts";
+import { decide, identityOf, type Allowed, type AuthConfig } from "../../controlplane/src/mod.ts";
 
 const CAP = "example.com/cap/nats";
-const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({ mode: "tailnet", operator_dir: "", capability: CAP, accounts: ["APP", "OPS"], rules: [], ...over });
-const alice = identityOf({ device: { id: "1", name: "laptop", dnsName: "laptop.ts.net", hostName: "laptop", ips: [], tags: [], online: true }, user: "alice@example.com" });
-const svc = identityOf({ device: { id: "2", name: "svc-1", dnsName: "svc-1.ts.net", hostName: "svc-1", ips: [], tags: ["tag:svc"], online: true }, user: "tagged-devices" });
+const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({
+  mode: "tailnet",
+  operator_dir: "",
+  capability: CAP,
+  accounts: ["APP", "OPS"],
+  rules: [],
+  ...over,
+});
+const alice = identityOf({
+  device: { id: "1", name: "laptop", dnsName: "laptop.ts.net", hostName: "laptop", ips: [], tags: [], online: true },
+  user: "alice@example.com",
+});
+const svc = identityOf({
+  device: { id: "2", name: "svc-1", dnsName: "svc-1.ts.net", hostName: "svc-1", ips: [], tags: ["tag:svc"], online: true },
+  user: "tagged-devices",
+});
 
 describe("identity", () => {
   test("a person's device is its owner's login; a tagged device is its tags", () => {
@@ -26,7 +34,11 @@ describe("decisions", () => {
   });
 
   test("grants merge: allow and deny lists are unions", () => {
-    const d = decide(alice, [{ pub: { allow: ["a.>"] } }, { pub: { allow: ["b.>"], deny: ["a.secret"] }, sub: { allow: ["_INBOX.>"] } }], auth()) as Allowed;
+    const d = decide(
+      alice,
+      [{ pub: { allow: ["a.>"] } }, { pub: { allow: ["b.>"], deny: ["a.secret"] }, sub: { allow: ["_INBOX.>"] } }],
+      auth(),
+    ) as Allowed;
     assert.equal(d.allow, true);
     assert.deepEqual(d.pub, { allow: ["a.>", "b.>"], deny: ["a.secret"] });
     assert.deepEqual(d.sub, { allow: ["_INBOX.>"], deny: [] });
@@ -41,7 +53,11 @@ describe("decisions", () => {
     for (const ttl of ["abc", "-5s", "1d", "5", " 5s"]) {
       const d = decide(alice, [{ sub: { allow: ["svc.>"] }, resp: { max: 1, ttl } }], auth());
       assert.equal(d.allow, false, ttl);
-      assert.match((d as { reason: string }).reason, /^grant 1 of example\.com\/cap\/nats for alice@example\.com \(laptop\) is malformed: resp\.ttl: /, ttl);
+      assert.match(
+        (d as { reason: string }).reason,
+        /^grant 1 of example\.com\/cap\/nats for alice@example\.com \(laptop\) is malformed: resp\.ttl: /,
+        ttl,
+      );
     }
   });
 
@@ -58,8 +74,14 @@ describe("decisions", () => {
   });
 
   test("accounts: unknown or conflicting placements are refused; SYS only when named", () => {
-    assert.match((decide(alice, [{ pub: { allow: [">"] }, account: "NOPE" }], auth()) as { reason: string }).reason, /not in auth.accounts/);
-    assert.match((decide(alice, [{ account: "APP" }, { account: "OPS" }], auth()) as { reason: string }).reason, /several accounts \(APP, OPS\)/);
+    assert.match(
+      (decide(alice, [{ pub: { allow: [">"] }, account: "NOPE" }], auth()) as { reason: string }).reason,
+      /not in auth.accounts/,
+    );
+    assert.match(
+      (decide(alice, [{ account: "APP" }, { account: "OPS" }], auth()) as { reason: string }).reason,
+      /several accounts \(APP, OPS\)/,
+    );
     assert.equal((decide(alice, [{ pub: { allow: [">"] }, account: "SYS" }], auth()) as Allowed).account, "SYS");
   });
 

@@ -49,14 +49,20 @@ export class AuthCallout {
   }
 
   async start(): Promise<void> {
-    const base = { servers: `127.0.0.1:${this.o.clientPort}`, ignoreClusterUpdates: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 };
+    const base = {
+      servers: `127.0.0.1:${this.o.clientPort}`,
+      ignoreClusterUpdates: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    };
     this.nc = await connect({ ...base, user: AUTH_USER, pass: this.o.authPassword, name: "nats-tsnet auth callout" });
     this.sys = await connect({ ...base, user: this.o.sys.user, pass: this.o.sys.password, name: "nats-tsnet auth housekeeping" });
     const sub = this.nc.subscribe(AUTH_SUBJECT);
     void (async () => {
       for await (const m of sub) {
-        void this.answer(m.data).then((r) => r && m.respond(r)).catch((e) =>
-          this.o.log.error({ err: (e as Error).message }, "auth callout failed"));
+        void this.answer(m.data)
+          .then((r) => r && m.respond(r))
+          .catch((e) => this.o.log.error({ err: (e as Error).message }, "auth callout failed"));
       }
     })();
     // Grants can change without a netmap event reaching us in time (or at
@@ -84,13 +90,20 @@ export class AuthCallout {
     if (!d.decision.allow) {
       this.o.log.warn({ who: d.label, ip, cid, reason: d.decision.reason }, "connection denied");
       // The bridge shows the client this reason in place of the bare violation.
-      await this.o.bridge().request("denied", { ip, reason: d.decision.reason }).catch(() => {});
+      await this.o
+        .bridge()
+        .request("denied", { ip, reason: d.decision.reason })
+        .catch(() => {});
       return respond({ error: d.decision.reason });
     }
     const a = d.decision;
     const user = {
-      pub: a.pub, sub: a.sub, ...(a.resp ? { resp: a.resp } : {}),
-      subs: a.limits.subs, payload: a.limits.payload, data: a.limits.data,
+      pub: a.pub,
+      sub: a.sub,
+      ...(a.resp ? { resp: a.resp } : {}),
+      subs: a.limits.subs,
+      payload: a.limits.payload,
+      data: a.limits.data,
       // Only the bridge can vouch (proxy_sig): a local process is refused
       // even if it somehow got this far.
       proxy_required: true,
@@ -111,12 +124,18 @@ export class AuthCallout {
 
   private async decideFor(ip: string): Promise<{ decision: Decision; label: string; tags: string[] }> {
     if (!/^(100\.|fd7a:)/i.test(ip)) {
-      return { decision: { allow: false, reason: `connection from ${ip || "an unknown address"} did not come through the tailnet` }, label: ip || "unknown", tags: [] };
+      return {
+        decision: { allow: false, reason: `connection from ${ip || "an unknown address"} did not come through the tailnet` },
+        label: ip || "unknown",
+        tags: [],
+      };
     }
     try {
       const w = await this.o.bridge().whois(ip);
       const id = identityOf(w);
-      const tags = [id.user ? `user:${id.user}` : "", ...id.tags.map((t) => `device-tag:${t.slice(4)}`), `device:${id.device}`].filter(Boolean);
+      const tags = [id.user ? `user:${id.user}` : "", ...id.tags.map((t) => `device-tag:${t.slice(4)}`), `device:${id.device}`].filter(
+        Boolean,
+      );
       return { decision: decide(id, w.caps?.[this.o.auth.capability], this.o.auth), label: id.label, tags };
     } catch (e) {
       return { decision: { allow: false, reason: `${ip} is not a device on this tailnet (${(e as Error).message})` }, label: ip, tags: [] };
@@ -138,9 +157,13 @@ export class AuthCallout {
         const now = d.decision.allow ? d.decision.key : "denied";
         if (now === t.key) continue;
         this.tracked.delete(cid);
-        this.o.log.info({ who: t.label, cid, why, now: d.decision.allow ? "different rights" : d.decision.reason }, "policy changed: disconnecting to re-authorize");
-        await this.sys.request(`$SYS.REQ.SERVER.${t.serverId}.KICK`, JSON.stringify({ cid }), { timeout: 5000 }).catch((e) =>
-          this.o.log.warn({ cid, err: (e as Error).message }, "kick failed"));
+        this.o.log.info(
+          { who: t.label, cid, why, now: d.decision.allow ? "different rights" : d.decision.reason },
+          "policy changed: disconnecting to re-authorize",
+        );
+        await this.sys
+          .request(`$SYS.REQ.SERVER.${t.serverId}.KICK`, JSON.stringify({ cid }), { timeout: 5000 })
+          .catch((e) => this.o.log.warn({ cid, err: (e as Error).message }, "kick failed"));
       }
     } finally {
       this.reevaluating = false;

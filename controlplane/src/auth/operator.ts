@@ -36,7 +36,12 @@ function readKey(path: string): KeyPair {
   try {
     return fromSeed(new TextEncoder().encode(readFileSync(path, "utf8").trim()));
   } catch (cause) {
-    throw new ConfigError("ERR_AUTH_STORE", `cannot read the key ${path}: is this an auth store made by 'nats-tsnet auth init'?`, { file: path }, { cause });
+    throw new ConfigError(
+      "ERR_AUTH_STORE",
+      `cannot read the key ${path}: is this an auth store made by 'nats-tsnet auth init'?`,
+      { file: path },
+      { cause },
+    );
   }
 }
 
@@ -74,17 +79,36 @@ export interface AccountLimits {
   streams?: number;
 }
 
-async function writeAccount(dir: string, name: string, operator: KeyPair, limits: AccountLimits = {}, akp = createAccount()): Promise<string> {
+async function writeAccount(
+  dir: string,
+  name: string,
+  operator: KeyPair,
+  limits: AccountLimits = {},
+  akp = createAccount(),
+): Promise<string> {
   const d = join(dir, "accounts", name);
   mkdirSync(join(d, "users"), { recursive: true, mode: 0o700 });
   const jsOn = name !== SYS; // the system account never holds streams
-  const jwt = await encodeAccount(name, akp, {
-    limits: {
-      conn: limits.conns ?? -1, subs: limits.subs ?? -1, payload: limits.payload ?? -1, data: limits.data ?? -1,
-      imports: -1, exports: -1, wildcards: true, leaf: -1,
-      ...(jsOn ? { mem_storage: limits.jsMemory ?? -1, disk_storage: limits.jsDisk ?? -1, streams: limits.streams ?? -1, consumer: -1 } : {}),
+  const jwt = await encodeAccount(
+    name,
+    akp,
+    {
+      limits: {
+        conn: limits.conns ?? -1,
+        subs: limits.subs ?? -1,
+        payload: limits.payload ?? -1,
+        data: limits.data ?? -1,
+        imports: -1,
+        exports: -1,
+        wildcards: true,
+        leaf: -1,
+        ...(jsOn
+          ? { mem_storage: limits.jsMemory ?? -1, disk_storage: limits.jsDisk ?? -1, streams: limits.streams ?? -1, consumer: -1 }
+          : {}),
+      },
     },
-  }, { signer: operator });
+    { signer: operator },
+  );
   writeFileSync(join(d, "account.jwt"), jwt + "\n");
   if (!existsSync(join(d, "account.nk"))) writeSecret(join(d, "account.nk"), seedText(akp) + "\n");
   return akp.getPublicKey();
@@ -131,7 +155,8 @@ export interface UserSpec {
 export async function addUser(dir: string, account: string, name: string, spec: UserSpec = {}): Promise<string> {
   if (!NAME.test(name)) fail("ERR_AUTH_NAME", `user name ${JSON.stringify(name)}: letters, digits, - and _ only`);
   const accDir = join(dir, "accounts", account);
-  if (!existsSync(join(accDir, "account.nk"))) fail("ERR_AUTH_NO_ACCOUNT", `no account ${account} in ${dir}: add it with 'nats-tsnet auth account add ${account}'`);
+  if (!existsSync(join(accDir, "account.nk")))
+    fail("ERR_AUTH_NO_ACCOUNT", `no account ${account} in ${dir}: add it with 'nats-tsnet auth account add ${account}'`);
   const akp = readKey(join(accDir, "account.nk"));
   const ukp = createUser();
   const perm = (allow?: string[], deny?: string[]) => ({ ...(allow?.length ? { allow } : {}), ...(deny?.length ? { deny } : {}) });
@@ -141,7 +166,9 @@ export async function addUser(dir: string, account: string, name: string, spec: 
     ...(spec.respMax ? { resp: { max: spec.respMax, ttl: (spec.respTtlMs ?? 0) * 1_000_000 } } : {}),
     bearer_token: spec.bearer ?? false,
     proxy_required: spec.proxyRequired ?? true,
-    subs: -1, data: -1, payload: -1,
+    subs: -1,
+    data: -1,
+    payload: -1,
   };
   const exp = spec.expiresInMs ? Math.floor((Date.now() + spec.expiresInMs) / 1000) : undefined;
   const jwt = await encodeUser(name, ukp, akp, user as never, exp ? { exp } : {});
@@ -154,7 +181,12 @@ export async function addUser(dir: string, account: string, name: string, spec: 
 export async function pushAccounts(dir: string, clientPort: number): Promise<Array<{ account: string; result: string }>> {
   const store = readStore(dir);
   const creds = readFileSync(adminCredsPath(dir));
-  const nc = await connect({ servers: `127.0.0.1:${clientPort}`, authenticator: credsAuthenticator(creds), ignoreClusterUpdates: true, name: "nats-tsnet auth push" });
+  const nc = await connect({
+    servers: `127.0.0.1:${clientPort}`,
+    authenticator: credsAuthenticator(creds),
+    ignoreClusterUpdates: true,
+    name: "nats-tsnet auth push",
+  });
   try {
     const out = [];
     for (const a of store.accounts) {

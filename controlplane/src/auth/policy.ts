@@ -26,7 +26,10 @@ export function identityOf(w: WhoIs): Identity {
   return { user, tags, device, label: `${who} (${device})` };
 }
 
-export interface NatsPermission { allow: string[]; deny: string[] }
+export interface NatsPermission {
+  allow: string[];
+  deny: string[];
+}
 export interface Allowed {
   allow: true;
   account: string;
@@ -37,7 +40,10 @@ export interface Allowed {
   /** Changes whenever what the identity may do changes. */
   key: string;
 }
-export interface Denied { allow: false; reason: string }
+export interface Denied {
+  allow: false;
+  reason: string;
+}
 export type Decision = Allowed | Denied;
 
 type Grant = ReturnType<typeof GrantSchema.parse>;
@@ -54,7 +60,10 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
     if (!g.success) {
       const issue = g.error.issues[0];
       const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
-      return { allow: false, reason: `grant ${i + 1} of ${auth.capability} for ${id.label} is malformed: ${where}${issue?.message ?? "invalid"}` };
+      return {
+        allow: false,
+        reason: `grant ${i + 1} of ${auth.capability} for ${id.label} is malformed: ${where}${issue?.message ?? "invalid"}`,
+      };
     }
     grants.push(g.data);
   }

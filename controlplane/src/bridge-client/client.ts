@@ -95,7 +95,8 @@ export class Bridge extends EventEmitter {
         if (ev.event === "fatal") reject(errorFromCode(ev.data.code, ev.data.message));
       });
       void exited(child).then(({ code, signal }) =>
-        reject(new TailnetError("ERR_BRIDGE_EXIT", `bridge exited (code ${code}, signal ${signal}) before it was ready`)));
+        reject(new TailnetError("ERR_BRIDGE_EXIT", `bridge exited (code ${code}, signal ${signal}) before it was ready`)),
+      );
     });
     eachLine(child.stdout, (line) => b.onLine(line, log));
     void exited(child).then((x) => {

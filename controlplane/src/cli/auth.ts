@@ -54,8 +54,13 @@ function registerAccountAdd(account: Command): void {
     .option("--max-streams <n>", "JetStream streams", limit)
     .action(async (name: string, o: AccountFlags) => {
       const pub = await addAccount(o.dir, name, {
-        conns: o.maxConns, subs: o.maxSubs, payload: o.maxPayload, data: o.maxData,
-        jsMemory: o.jsMemory, jsDisk: o.jsDisk, streams: o.maxStreams,
+        conns: o.maxConns,
+        subs: o.maxSubs,
+        payload: o.maxPayload,
+        data: o.maxData,
+        jsMemory: o.jsMemory,
+        jsDisk: o.jsDisk,
+        streams: o.maxStreams,
       });
       process.stdout.write(`account ${name} (${pub}); push it to the cluster with 'nats-tsnet auth push'\n`);
     });
@@ -92,8 +97,15 @@ function registerUserAdd(user: Command): void {
     .option("--no-proxy-required", "also usable without a node's tailnet face (not recommended)")
     .action(async (name: string, o: UserFlags) => {
       const path = await addUser(o.dir, o.account, name, {
-        pubAllow: o.pubAllow, pubDeny: o.pubDeny, subAllow: o.subAllow, subDeny: o.subDeny,
-        respMax: o.respMax, respTtlMs: o.respTtl, expiresInMs: o.expiry, bearer: o.bearer, proxyRequired: o.proxyRequired,
+        pubAllow: o.pubAllow,
+        pubDeny: o.pubDeny,
+        subAllow: o.subAllow,
+        subDeny: o.subDeny,
+        respMax: o.respMax,
+        respTtlMs: o.respTtl,
+        expiresInMs: o.expiry,
+        bearer: o.bearer,
+        proxyRequired: o.proxyRequired,
       });
       process.stdout.write(`${path}\n`);
     });
@@ -106,8 +118,10 @@ function registerPush(auth: Command): void {
     .option(...CONFIG_OPTION)
     .action(async (o: { config?: string }) => {
       const c = loadConfig({ file: o.config });
-      if (c.auth.mode !== "operator") throw new ConfigError("ERR_AUTH_MODE", `auth push needs auth.mode operator (the node runs ${c.auth.mode})`);
-      for (const r of await pushAccounts(c.auth.operator_dir, c.nats.loopback.client_port)) process.stdout.write(`${r.account}: ${r.result}\n`);
+      if (c.auth.mode !== "operator")
+        throw new ConfigError("ERR_AUTH_MODE", `auth push needs auth.mode operator (the node runs ${c.auth.mode})`);
+      for (const r of await pushAccounts(c.auth.operator_dir, c.nats.loopback.client_port))
+        process.stdout.write(`${r.account}: ${r.result}\n`);
     });
 }
 

@@ -11,6 +11,9 @@ export function registerDev(program: Command): void {
     .allowExcessArguments()
     .description("(in a checkout: ./run dev)")
     .action(() => {
-      throw new UsageError("ERR_DEV_NOT_HERE", "dev runs a local tailnet and lives in the nats-tsnet repository: run ./run dev in a checkout");
+      throw new UsageError(
+        "ERR_DEV_NOT_HERE",
+        "dev runs a local tailnet and lives in the nats-tsnet repository: run ./run dev in a checkout",
+      );
     });
 }

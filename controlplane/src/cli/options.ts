@@ -26,7 +26,10 @@ export function duration(v: string): number {
 }
 
 export function commaList(v: string): string[] {
-  return v.split(",").map((s) => s.trim()).filter(Boolean);
+  return v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** Calls fn on the first SIGINT or SIGTERM; a second one forces exit. */

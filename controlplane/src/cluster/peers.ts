@@ -40,7 +40,9 @@ async function sysConnect(config: Config) {
  * member's state (a follower's /jsz lists no replicas), so ask the leader
  * through the system account.
  */
-async function metaGroup(config: Config): Promise<{ leader?: string; replicas?: Array<{ name: string; current: boolean; offline?: boolean }> }> {
+async function metaGroup(
+  config: Config,
+): Promise<{ leader?: string; replicas?: Array<{ name: string; current: boolean; offline?: boolean }> }> {
   const nc = await sysConnect(config);
   try {
     const r = await nc.request("$SYS.REQ.SERVER.PING.JSZ", JSON.stringify({ leader_only: true }), { timeout: 5000 });
@@ -72,9 +74,12 @@ export async function peerList(config: Config): Promise<{ self: string; metaLead
       name,
       tailnet: dev ? { ips: dev.ips, online: dev.online, tags: dev.tags } : null,
       route: route ? { url: route.url, connected: routed.has(name) } : null,
-      jetstream: meta.leader === name
-        ? { role: "leader", current: true, offline: false }
-        : rep ? { role: "follower", current: rep.current, offline: Boolean(rep.offline) } : null,
+      jetstream:
+        meta.leader === name
+          ? { role: "leader", current: true, offline: false }
+          : rep
+            ? { role: "follower", current: rep.current, offline: Boolean(rep.offline) }
+            : null,
     };
   });
   return { self: st.self.name, metaLeader: meta.leader, rows };
@@ -89,7 +94,11 @@ export function formatPeerList(l: Awaited<ReturnType<typeof peerList>>): string 
     r.jetstream ? `${r.jetstream.role}${r.jetstream.offline ? " offline" : r.jetstream.current ? "" : " behind"}` : "not in meta group",
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join("  ").trimEnd();
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(w[i]!))
+      .join("  ")
+      .trimEnd();
   return [`this node: ${l.self}   meta leader: ${l.metaLeader ?? "none"}`, fmt(head), ...rows.map(fmt)].join("\n") + "\n";
 }
 
@@ -104,7 +113,10 @@ export async function peerRemove(config: Config, name: string): Promise<void> {
     const r = await nc.request("$JS.API.SERVER.REMOVE", JSON.stringify({ peer: name }), { timeout: 10_000 });
     const body = r.json<{ success?: boolean; error?: { description: string } }>();
     if (!body.success) {
-      throw new OperationError("ERR_PEER_REMOVE", `removing ${name} from the JetStream meta group failed: ${body.error?.description ?? JSON.stringify(body)}`);
+      throw new OperationError(
+        "ERR_PEER_REMOVE",
+        `removing ${name} from the JetStream meta group failed: ${body.error?.description ?? JSON.stringify(body)}`,
+      );
     }
   } finally {
     await nc.close();

@@ -78,8 +78,9 @@ export class RouteReconciler {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       const s = this.pending!;
-      this.chain = this.chain.then(() => this.apply(s)).catch((e) =>
-        this.o.log.error({ err: (e as Error).message }, "applying membership failed"));
+      this.chain = this.chain
+        .then(() => this.apply(s))
+        .catch((e) => this.o.log.error({ err: (e as Error).message }, "applying membership failed"));
     }, this.o.debounceMs ?? 1000);
   }
 
@@ -107,7 +108,10 @@ export class RouteReconciler {
     }
     for (const m of [...d.removed, ...d.changed]) {
       const r = this.routes.get(m.id)!;
-      await this.o.bridge().closeListener(`route:${m.id}`).catch(() => {});
+      await this.o
+        .bridge()
+        .closeListener(`route:${m.id}`)
+        .catch(() => {});
       this.routes.delete(m.id);
       if (d.removed.includes(m)) {
         const still = status.peers.find((p) => p.id === m.id);
@@ -120,7 +124,10 @@ export class RouteReconciler {
       await this.open(r);
       this.routes.set(m.id, r);
       const why = d.changed.includes(m) ? "addresses changed" : `joined with tag ${tag}`;
-      this.o.log.info({ peer: m.name, ips: m.ips, route: r.url, why }, d.changed.includes(m) ? "peer moved: route renewed" : "peer joined: route added");
+      this.o.log.info(
+        { peer: m.name, ips: m.ips, route: r.url, why },
+        d.changed.includes(m) ? "peer moved: route renewed" : "peer joined: route added",
+      );
     }
     await this.o.applyRoutes(this.routeUrls());
     this.writeStatus(status);
@@ -133,7 +140,12 @@ export class RouteReconciler {
       updated: new Date().toISOString(),
       self: status.self,
       peers: status.peers,
-      routes: [...this.routes.values()].map((r) => ({ peer: r.member.name, id: r.member.id, url: r.url, targets: dialTargets(r.member.ips, this.o.config.nats.cluster_port) })),
+      routes: [...this.routes.values()].map((r) => ({
+        peer: r.member.name,
+        id: r.member.id,
+        url: r.url,
+        targets: dialTargets(r.member.ips, this.o.config.nats.cluster_port),
+      })),
     };
     writeFileAtomic(file, JSON.stringify(body, null, 2));
   }

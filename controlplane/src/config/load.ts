@@ -85,7 +85,11 @@ export interface LoadOptions {
 
 type Path = readonly PropertyKey[];
 type Raw = Record<string, unknown>;
-interface Issue { path: Path; message: string; atKey?: boolean }
+interface Issue {
+  path: Path;
+  message: string;
+  atKey?: boolean;
+}
 
 interface Layer {
   kind: "file" | "env" | "override";
@@ -107,20 +111,29 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const fail = (issues: Issue[]): never => {
     throw toConfigError(issues, layers, file, yaml);
   };
-  const parsed = ConfigSchema.safeParse(layers.reduce<Raw>((acc, l) => deepMerge(acc, l.data), {}), { error: friendlyMessage });
+  const parsed = ConfigSchema.safeParse(
+    layers.reduce<Raw>((acc, l) => deepMerge(acc, l.data), {}),
+    { error: friendlyMessage },
+  );
   if (!parsed.success) fail(parsed.error.issues.flatMap(splitUnknownKeys));
   const { config, issues } = finalize(parsed.data!, layers, file ? dirname(file) : cwd);
   if (issues.length) fail(issues);
   // Only variables that decided a value: not ones shadowed by another variable or an override.
   const env = layers.find((l) => l.kind === "env")!;
-  const envApplied = Object.entries(ENV_VARS).filter(([name, path]) =>
-    env.envVarFor!.get(path.join(".")) === name && topLayer(layers, path) === env).map(([name]) => name);
+  const envApplied = Object.entries(ENV_VARS)
+    .filter(([name, path]) => env.envVarFor!.get(path.join(".")) === name && topLayer(layers, path) === env)
+    .map(([name]) => name);
   return deepFreeze({ ...config, source: { ...(file && { file }), env: envApplied } });
 }
 
 /** Default hostname: the OS's short name, reduced to what a tailnet device name and server_name allow. */
 export function sanitizeHostname(raw: string): string {
-  const name = raw.split(".")[0]!.toLowerCase().replace(/[^a-z0-9-]+/g, "-").slice(0, 63).replace(/^-+|-+$/g, "");
+  const name = raw
+    .split(".")[0]!
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .slice(0, 63)
+    .replace(/^-+|-+$/g, "");
   return name || "nats-tsnet";
 }
 
@@ -139,8 +152,12 @@ export function resolveAuthKey(config: Config): string | undefined {
   try {
     key = readFileSync(auth_key_file, "utf8").trim();
   } catch (err) {
-    throw new ConfigError("ERR_CONFIG_READ", `cannot read tailnet.auth_key_file ${auth_key_file}: ${(err as Error).message}`,
-      { file: auth_key_file }, { cause: err });
+    throw new ConfigError(
+      "ERR_CONFIG_READ",
+      `cannot read tailnet.auth_key_file ${auth_key_file}: ${(err as Error).message}`,
+      { file: auth_key_file },
+      { cause: err },
+    );
   }
   if (!key) throw new ConfigError("ERR_CONFIG_READ", `tailnet.auth_key_file ${auth_key_file} is empty`, { file: auth_key_file });
   return key;
@@ -148,7 +165,11 @@ export function resolveAuthKey(config: Config): string | undefined {
 
 // ---- reading -------------------------------------------------------------------------------
 
-interface Yaml { doc: Document; lines: LineCounter; data: Raw }
+interface Yaml {
+  doc: Document;
+  lines: LineCounter;
+  data: Raw;
+}
 
 function readYaml(file: string): Yaml {
   let text: string;
@@ -161,8 +182,11 @@ function readYaml(file: string): Yaml {
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
   if (doc.errors.length) {
     const where = doc.errors.map((e) => ({ ...lines.linePos(e.pos[0]), message: e.message.split("\n")[0] }));
-    throw new ConfigError("ERR_CONFIG_SYNTAX", where.map((w) => `${file}:${w.line}:${w.col}: ${w.message}`).join("\n"),
-      { file, line: where[0]!.line, column: where[0]!.col });
+    throw new ConfigError("ERR_CONFIG_SYNTAX", where.map((w) => `${file}:${w.line}:${w.col}: ${w.message}`).join("\n"), {
+      file,
+      line: where[0]!.line,
+      column: where[0]!.col,
+    });
   }
   // An empty file, or a section whose every key is commented out, means "all defaults".
   const data = pruneNullish(doc.toJS() ?? {});
@@ -223,8 +247,10 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
   if (max_payload_bytes !== null && max_payload_bytes > 2 ** 31 - 1) problem(["nats", "max_payload"], "must be below 2GB");
 
   const operatorDir = abs(["auth", "operator_dir"], p.auth.operator_dir);
-  if (p.auth.mode === "operator" && !operatorDir) problem(["auth", "operator_dir"], "auth mode operator needs operator_dir (made by 'nats-tsnet auth init')");
-  else if (operatorDir && !isFile(join(operatorDir, "operator.jwt"))) problem(["auth", "operator_dir"], `no operator.jwt in ${operatorDir}`);
+  if (p.auth.mode === "operator" && !operatorDir)
+    problem(["auth", "operator_dir"], "auth mode operator needs operator_dir (made by 'nats-tsnet auth init')");
+  else if (operatorDir && !isFile(join(operatorDir, "operator.jwt")))
+    problem(["auth", "operator_dir"], `no operator.jwt in ${operatorDir}`);
   const include = abs(["nats", "include"], n.include);
   if (include) {
     // nats-server's include syntax has no escapes, so these cannot be written.
@@ -255,7 +281,8 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
         enabled: js.enabled,
         // nats-server adds its own "jetstream" level below this directory.
         store_dir: abs(["nats", "jetstream", "store_dir"], js.store_dir) || join(state_dir, "jetstream"),
-        sync_interval_ms: js.sync_interval === "always" ? "always" as const : ms(["nats", "jetstream", "sync_interval"], js.sync_interval),
+        sync_interval_ms:
+          js.sync_interval === "always" ? ("always" as const) : ms(["nats", "jetstream", "sync_interval"], js.sync_interval),
         max_memory_bytes: bytes(js.max_memory),
         max_file_bytes: bytes(js.max_file),
       },
@@ -295,8 +322,8 @@ function isFile(path: string): boolean {
 
 function friendlyMessage(iss: { code?: string; expected?: string; values?: unknown[]; input?: unknown }): string | undefined {
   if (iss.code === "invalid_type") {
-    const expected = { object: "a mapping", array: "a list", number: "a number", int: "an integer" }[iss.expected ?? ""]
-      ?? `a ${iss.expected}`;
+    const expected =
+      { object: "a mapping", array: "a list", number: "a number", int: "an integer" }[iss.expected ?? ""] ?? `a ${iss.expected}`;
     return `expected ${expected}, got ${kindOf(iss.input)}`;
   }
   if (iss.code === "invalid_value") return `must be one of ${iss.values!.map((v) => JSON.stringify(v)).join(", ")}`;
@@ -353,19 +380,24 @@ function editDistance(a: string, b: string): number {
 
 function toConfigError(issues: Issue[], layers: Layer[], file: string | undefined, yaml: Yaml | undefined): ConfigError {
   const order = { file: 0, env: 1, override: 2 };
-  const reports = issues.map((iss) => {
-    const dotted = iss.path.reduce<string>((s, seg) => (typeof seg === "number" ? `${s}[${seg}]` : s ? `${s}.${String(seg)}` : String(seg)), "");
-    const layer = topLayer(layers, iss.path);
-    const kind = layer?.kind ?? "file";
-    if (kind === "env") {
-      const name = layer!.envVarFor!.get(iss.path.join("."))!;
-      return { kind, line: 0, col: 0, text: `${name} (${dotted}): ${iss.message}` };
-    }
-    if (kind === "override") return { kind, line: 0, col: 0, text: `override ${dotted}: ${iss.message}` };
-    if (!file || !yaml) return { kind, line: 0, col: 0, text: `${dotted || "config"}: ${iss.message}` };
-    const { line, col } = locate(yaml, iss.path, iss.atKey);
-    return { kind, line, col, text: `${file}:${line}:${col}: ${dotted || "(document)"}: ${iss.message}` };
-  }).sort((a, b) => order[a.kind] - order[b.kind] || a.line - b.line || a.col - b.col);
+  const reports = issues
+    .map((iss) => {
+      const dotted = iss.path.reduce<string>(
+        (s, seg) => (typeof seg === "number" ? `${s}[${seg}]` : s ? `${s}.${String(seg)}` : String(seg)),
+        "",
+      );
+      const layer = topLayer(layers, iss.path);
+      const kind = layer?.kind ?? "file";
+      if (kind === "env") {
+        const name = layer!.envVarFor!.get(iss.path.join("."))!;
+        return { kind, line: 0, col: 0, text: `${name} (${dotted}): ${iss.message}` };
+      }
+      if (kind === "override") return { kind, line: 0, col: 0, text: `override ${dotted}: ${iss.message}` };
+      if (!file || !yaml) return { kind, line: 0, col: 0, text: `${dotted || "config"}: ${iss.message}` };
+      const { line, col } = locate(yaml, iss.path, iss.atKey);
+      return { kind, line, col, text: `${file}:${line}:${col}: ${dotted || "(document)"}: ${iss.message}` };
+    })
+    .sort((a, b) => order[a.kind] - order[b.kind] || a.line - b.line || a.col - b.col);
   const first = reports[0]!;
   return new ConfigError(
     first.kind === "env" ? "ERR_CONFIG_ENV" : "ERR_CONFIG_INVALID",
@@ -398,7 +430,7 @@ function locate({ doc, lines }: Yaml, path: Path, atKey = false): { line: number
     node = next;
   }
   const hasRange = (n: unknown): n is Node => !!n && !!(n as Node).range && !(isScalar(n) && n.value === null);
-  const target = !atKey && hasRange(node) ? node : key ?? (hasRange(doc.contents) ? doc.contents : undefined);
+  const target = !atKey && hasRange(node) ? node : (key ?? (hasRange(doc.contents) ? doc.contents : undefined));
   return target?.range ? lines.linePos(target.range[0]) : { line: 1, col: 1 };
 }
 
@@ -425,6 +457,9 @@ function setIn(data: Raw, path: readonly string[], value: unknown): void {
 
 function pruneNullish(v: unknown): unknown {
   if (!isPlainObject(v)) return v;
-  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null && x !== undefined).map(([k, x]) => [k, pruneNullish(x)]));
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([, x]) => x !== null && x !== undefined)
+      .map(([k, x]) => [k, pruneNullish(x)]),
+  );
 }
-

@@ -63,12 +63,15 @@ export function renderNatsServerConfig(config: Config, extra: NodePieces = {}): 
     ...(nats.trace ? ["trace: true"] : []),
   ];
   if (js.enabled) {
-    out.push("", "jetstream {",
+    out.push(
+      "",
+      "jetstream {",
       `  store_dir: ${q(js.store_dir)}`,
       `  sync_interval: ${js.sync_interval_ms === "always" ? "always" : q(formatDuration(js.sync_interval_ms))}`,
       ...(js.max_memory_bytes !== null ? [`  max_memory_store: ${js.max_memory_bytes}`] : []),
       ...(js.max_file_bytes !== null ? [`  max_file_store: ${js.max_file_bytes}`] : []),
-      "}");
+      "}",
+    );
   }
   if (!nats.standalone) out.push("", clusterBlock(config, extra));
   if (extra.auth) out.push("", authBlock(config, extra.auth));
@@ -92,7 +95,8 @@ function clusterBlock(config: Config, extra: NodePieces): string {
   const secret = extra.routeSecret;
   // Route URLs carry the secret: the bridge's loopback forwarders let
   // through only connections that present it (our own nats-server).
-  const withSecret = (u: string) => (secret ? u.replace("://", `://${encodeURIComponent(secret.user)}:${encodeURIComponent(secret.pass)}@`) : u);
+  const withSecret = (u: string) =>
+    secret ? u.replace("://", `://${encodeURIComponent(secret.user)}:${encodeURIComponent(secret.pass)}@`) : u;
   const routes = (extra.routes?.length ? extra.routes : [self]).map(withSecret);
   return [
     "cluster {",
@@ -131,8 +135,12 @@ function authBlock(config: Config, a: AuthPieces): string {
   if (a.mode === "none") {
     // Every client the bridge vouched for lands in APP with full rights;
     // the user's password is unusable by design (no_auth_user picks it).
-    out.push(`  APP { jetstream: enabled, users: [ { user: "tailnet", password: ${q(a.appPassword)}, proxy_required: true } ] }`, "}",
-      "system_account: SYS", 'no_auth_user: "tailnet"');
+    out.push(
+      `  APP { jetstream: enabled, users: [ { user: "tailnet", password: ${q(a.appPassword)}, proxy_required: true } ] }`,
+      "}",
+      "system_account: SYS",
+      'no_auth_user: "tailnet"',
+    );
     return out.join("\n");
   }
   // tailnet: no user of its own for clients; the auth callout decides each
@@ -140,9 +148,17 @@ function authBlock(config: Config, a: AuthPieces): string {
   // auth.accounts (or SYS, if a grant says so).
   out.push(`  AUTH { users: [ { user: ${q(a.callout.user)}, password: ${q(a.callout.password)} } ] }`);
   for (const acc of config.auth.accounts) out.push(`  ${q(acc)} { jetstream: enabled }`);
-  out.push("}", "system_account: SYS", "authorization {", "  auth_callout {",
-    `    issuer: ${q(a.callout.issuer)}`, "    account: AUTH",
-    `    auth_users: [ ${q(a.callout.user)}, ${q(a.sys.user)} ]`, "  }", "}");
+  out.push(
+    "}",
+    "system_account: SYS",
+    "authorization {",
+    "  auth_callout {",
+    `    issuer: ${q(a.callout.issuer)}`,
+    "    account: AUTH",
+    `    auth_users: [ ${q(a.callout.user)}, ${q(a.sys.user)} ]`,
+    "  }",
+    "}",
+  );
   return out.join("\n");
 }
 

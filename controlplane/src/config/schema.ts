@@ -21,16 +21,19 @@ const hostname = z.string().regex(new RegExp(HOSTNAME_PATTERN), {
   error: "must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
 });
 const duration = (fallback: string, description: string) =>
-  z.string({ error: `must be ${DURATION_HINT}` })
+  z
+    .string({ error: `must be ${DURATION_HINT}` })
     .regex(new RegExp(DURATION_PATTERN), { error: `must be ${DURATION_HINT}` })
     .default(fallback)
     .meta({ description });
 const size = (description: string) =>
-  z.union([z.int(SIZE_ERROR).min(0, SIZE_ERROR), z.string().regex(new RegExp(SIZE_PATTERN), SIZE_ERROR)], SIZE_ERROR)
+  z
+    .union([z.int(SIZE_ERROR).min(0, SIZE_ERROR), z.string().regex(new RegExp(SIZE_PATTERN), SIZE_ERROR)], SIZE_ERROR)
     .default("")
     .meta({ description });
 const port = (fallback: number, description: string, min = 1) =>
-  z.int({ error: `must be an integer port number ${min}..65535` })
+  z
+    .int({ error: `must be an integer port number ${min}..65535` })
     .min(min, { error: `must be ${min}..65535` })
     .max(65535, { error: `must be ${min}..65535` })
     .default(fallback)
@@ -44,31 +47,43 @@ const tag = z.string().regex(new RegExp(TAG_PATTERN), {
 });
 
 export const TailnetSchema = z.strictObject({
-  control_url: z.union([z.literal(""), z.url({ protocol: /^https?$/, ...URL_ERROR })], URL_ERROR).default("")
+  control_url: z
+    .union([z.literal(""), z.url({ protocol: /^https?$/, ...URL_ERROR })], URL_ERROR)
+    .default("")
     .meta({ description: "Coordination server URL (e.g. headscale). Empty: Tailscale's own." }),
-  auth_key: z.string().default("")
+  auth_key: z
+    .string()
+    .default("")
     .meta({ description: "Auth key for first login. Prefer TS_AUTHKEY or auth_key_file over putting it in a file." }),
   auth_key_file: path("File holding the auth key (relative to the config file's directory)."),
-  tags: z.array(tag).default([])
-    .meta({ description: "Tags the node requests at login, beyond those its auth key applies. Empty with a tagged key (recommended); list the cluster tag when the key is a user's." }),
-  cluster_tag: tag.default("tag:nats-js")
+  tags: z.array(tag).default([]).meta({
+    description:
+      "Tags the node requests at login, beyond those its auth key applies. Empty with a tagged key (recommended); list the cluster tag when the key is a user's.",
+  }),
+  cluster_tag: tag
+    .default("tag:nats-js")
     .meta({ description: "Peers carrying this tag are cluster members; the node refuses to start without it." }),
-  ephemeral: z.boolean().default(false)
+  ephemeral: z
+    .boolean()
+    .default(false)
     .meta({ description: "Register as an ephemeral node (removed from the tailnet soon after going offline)." }),
   up_timeout: duration("60s", "How long to wait for the node to reach Running on the tailnet."),
 });
 
-export const LoopbackSchema = z.strictObject({
-  client_port: port(14222, "nats-server client listener on 127.0.0.1 (the bridge forwards tailnet clients here)."),
-  cluster_port: port(16222, "nats-server route listener on 127.0.0.1. Keep identical on every node."),
-  monitor_port: port(18222, "nats-server monitoring listener on 127.0.0.1 (health checks)."),
-}).meta({ description: "nats-server's own listeners; always bound to 127.0.0.1 by design." });
+export const LoopbackSchema = z
+  .strictObject({
+    client_port: port(14222, "nats-server client listener on 127.0.0.1 (the bridge forwards tailnet clients here)."),
+    cluster_port: port(16222, "nats-server route listener on 127.0.0.1. Keep identical on every node."),
+    monitor_port: port(18222, "nats-server monitoring listener on 127.0.0.1 (health checks)."),
+  })
+  .meta({ description: "nats-server's own listeners; always bound to 127.0.0.1 by design." });
 
 export const JetStreamSchema = z.strictObject({
   enabled: z.boolean().default(true).meta({ description: "Off: plain core NATS, no streams." }),
   store_dir: path("JetStream storage directory. Empty: <state_dir>/jetstream."),
-  sync_interval: z.union([z.literal("always", SYNC_ERROR), z.string().regex(new RegExp(DURATION_PATTERN), SYNC_ERROR)],
-    SYNC_ERROR).default("always")
+  sync_interval: z
+    .union([z.literal("always", SYNC_ERROR), z.string().regex(new RegExp(DURATION_PATTERN), SYNC_ERROR)], SYNC_ERROR)
+    .default("always")
     .meta({ description: '"always" fsyncs every write (durable across correlated crashes); a duration trades that for speed.' }),
   max_memory: size("Memory storage limit. Empty: nats-server's own default."),
   max_file: size("File storage limit. Empty: nats-server's own default."),
@@ -76,7 +91,7 @@ export const JetStreamSchema = z.strictObject({
 
 export const NatsSchema = z.strictObject({
   server_name: natsName("NATS server_name (unique, stable: it identifies the JetStream peer). Empty: hostname."),
-  cluster_name: natsName("NATS cluster name. Empty: cluster_tag without the \"tag:\" prefix."),
+  cluster_name: natsName('NATS cluster name. Empty: cluster_tag without the "tag:" prefix.'),
   client_port: port(4222, "Tailnet-facing client port."),
   cluster_port: port(6222, "Tailnet-facing cluster (route) port."),
   monitor_port: port(8222, "Tailnet-facing monitoring port; 0 keeps monitoring off the tailnet.", 0),
@@ -86,7 +101,10 @@ export const NatsSchema = z.strictObject({
   lame_duck_duration: duration("30s", "How long lame-duck mode spreads client disconnects on shutdown; at least 30s."),
   lame_duck_grace_period: duration("2s", "Wait before lame-duck mode starts closing clients; must be below lame_duck_duration."),
   max_payload: size("Largest message payload. Empty: nats-server's default (1MB)."),
-  standalone: z.boolean().default(false).meta({ description: "Run without a cluster (one host only). A clustered JetStream needs at least one live route to serve; a standalone node serves JetStream alone. Changing it needs a restart." }),
+  standalone: z.boolean().default(false).meta({
+    description:
+      "Run without a cluster (one host only). A clustered JetStream needs at least one live route to serve; a standalone node serves JetStream alone. Changing it needs a restart.",
+  }),
   debug: z.boolean().default(false).meta({ description: "nats-server debug logging." }),
   trace: z.boolean().default(false).meta({ description: "nats-server protocol tracing; very verbose." }),
 });
@@ -104,50 +122,77 @@ export const PermissionSchema = z.strictObject({
 export const GrantSchema = z.strictObject({
   pub: PermissionSchema.optional(),
   sub: PermissionSchema.optional(),
-  resp: z.strictObject({
-    max: z.number().int().min(1).default(1),
-    // The config file's duration rules (units.ts), so "1d", "-5s" or "abc" is refused, not read as 0.
-    ttl: z.union([z.literal(""), z.string().regex(new RegExp(DURATION_PATTERN))], { error: `must be ${DURATION_HINT}, or "" for no limit` }).default(""),
-  }).optional()
+  resp: z
+    .strictObject({
+      max: z.number().int().min(1).default(1),
+      // The config file's duration rules (units.ts), so "1d", "-5s" or "abc" is refused, not read as 0.
+      ttl: z
+        .union([z.literal(""), z.string().regex(new RegExp(DURATION_PATTERN))], { error: `must be ${DURATION_HINT}, or "" for no limit` })
+        .default(""),
+    })
+    .optional()
     .meta({ description: "Allow publishing replies to requests received (max replies, within ttl)." }),
-  account: z.string().regex(/^[A-Za-z0-9_-]+$/, { error: "must be an account name from auth.accounts (or SYS)" }).optional(),
-  limits: z.strictObject({
-    subs: z.number().int().min(-1).optional(),
-    payload: z.number().int().min(-1).optional(),
-    data: z.number().int().min(-1).optional(),
-  }).optional(),
+  account: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, { error: "must be an account name from auth.accounts (or SYS)" })
+    .optional(),
+  limits: z
+    .strictObject({
+      subs: z.number().int().min(-1).optional(),
+      payload: z.number().int().min(-1).optional(),
+      data: z.number().int().min(-1).optional(),
+    })
+    .optional(),
 });
-export const RuleSchema = z.strictObject({
-  users: z.array(z.string().min(1)).default([]).meta({ description: "Tailnet login names, e.g. alice@example.com." }),
-  tags: z.array(tag).default([]).meta({ description: "Device tags, for services." }),
-}).extend(GrantSchema.shape);
+export const RuleSchema = z
+  .strictObject({
+    users: z.array(z.string().min(1)).default([]).meta({ description: "Tailnet login names, e.g. alice@example.com." }),
+    tags: z.array(tag).default([]).meta({ description: "Device tags, for services." }),
+  })
+  .extend(GrantSchema.shape);
 
 export const AUTH_MODES = ["tailnet", "operator", "none"] as const;
 export const AuthSchema = z.strictObject({
-  mode: z.enum(AUTH_MODES).default("tailnet")
-    .meta({ description: "tailnet: the caller's tailnet identity decides (auth callout); operator: NATS decentralized JWT auth with credentials files (see operator_dir); none: every tailnet client the ACL admits gets full access to account APP." }),
-  operator_dir: z.string().default("")
-    .meta({ description: "mode operator: the store made by `nats-tsnet auth init` (relative to the config file). The same on every node." }),
-  capability: z.string().regex(/^[a-z0-9.-]+\/cap\/[a-z0-9_-]+$/, { error: 'must look like "example.com/cap/nats"' })
+  mode: z.enum(AUTH_MODES).default("tailnet").meta({
+    description:
+      "tailnet: the caller's tailnet identity decides (auth callout); operator: NATS decentralized JWT auth with credentials files (see operator_dir); none: every tailnet client the ACL admits gets full access to account APP.",
+  }),
+  operator_dir: z.string().default("").meta({
+    description: "mode operator: the store made by `nats-tsnet auth init` (relative to the config file). The same on every node.",
+  }),
+  capability: z
+    .string()
+    .regex(/^[a-z0-9.-]+\/cap\/[a-z0-9_-]+$/, { error: 'must look like "example.com/cap/nats"' })
     .refine((c) => !c.startsWith("tailscale.com/"), { error: "names under tailscale.com/ are reserved" })
     .default("nats-tsnet.dev/cap/nats")
     .meta({ description: "App-capability name read from the tailnet policy's grants." }),
-  accounts: z.array(z.string().regex(/^[A-Za-z0-9_-]+$/)).min(1).default(["APP"])
+  accounts: z
+    .array(z.string().regex(/^[A-Za-z0-9_-]+$/))
+    .min(1)
+    .default(["APP"])
     .meta({ description: "NATS accounts identities may be placed in; the first is the default. SYS is always there." }),
-  rules: z.array(RuleSchema).default([])
+  rules: z
+    .array(RuleSchema)
+    .default([])
     .meta({ description: "Permissions by user or tag, for control servers without grants; merged with grants." }),
 });
 
-export const ConfigSchema = z.strictObject({
-  hostname: hostname.optional()
-    .meta({ description: "Tailnet device name and default NATS server_name. Default: the OS hostname, sanitized." }),
-  state_dir: z.string().min(1, { error: "must not be empty" }).default("./nats-tsnet-state")
-    .meta({ description: "Holds tailscale/ (node identity), jetstream/ and the rendered nats-server.conf." }),
-  tailnet: TailnetSchema.prefault({}),
-  nats: NatsSchema.prefault({}),
-  log: LogSchema.prefault({}),
-  auth: AuthSchema.prefault({}),
-}).meta({ title: "nats-tsnet configuration" });
+export const ConfigSchema = z
+  .strictObject({
+    hostname: hostname
+      .optional()
+      .meta({ description: "Tailnet device name and default NATS server_name. Default: the OS hostname, sanitized." }),
+    state_dir: z
+      .string()
+      .min(1, { error: "must not be empty" })
+      .default("./nats-tsnet-state")
+      .meta({ description: "Holds tailscale/ (node identity), jetstream/ and the rendered nats-server.conf." }),
+    tailnet: TailnetSchema.prefault({}),
+    nats: NatsSchema.prefault({}),
+    log: LogSchema.prefault({}),
+    auth: AuthSchema.prefault({}),
+  })
+  .meta({ title: "nats-tsnet configuration" });
 
 /** What a config file (or `overrides`) may contain: everything optional. */
 export type ConfigInput = z.input<typeof ConfigSchema>;

@@ -14,7 +14,12 @@ export interface NatsServerOptions {
 }
 
 const NATS_LEVEL: Record<string, "info" | "warn" | "error" | "debug" | "trace"> = {
-  INF: "info", WRN: "warn", ERR: "error", FTL: "error", DBG: "debug", TRC: "trace",
+  INF: "info",
+  WRN: "warn",
+  ERR: "error",
+  FTL: "error",
+  DBG: "debug",
+  TRC: "trace",
 };
 
 export async function startNatsServer(o: NatsServerOptions): Promise<ChildProcess> {
@@ -34,11 +39,16 @@ export async function startNatsServer(o: NatsServerOptions): Promise<ChildProces
   const deadline = Date.now() + (o.readyTimeoutMs ?? 30_000);
   const gone = exited(child);
   let done = false;
-  void gone.then(() => { done = true; });
+  void gone.then(() => {
+    done = true;
+  });
   while (Date.now() < deadline) {
     if (done) {
       const { code, signal } = await gone;
-      throw new OperationError("ERR_NATS_SERVER_EXIT", `nats-server exited (code ${code}, signal ${signal}) during start-up; see its log lines above`);
+      throw new OperationError(
+        "ERR_NATS_SERVER_EXIT",
+        `nats-server exited (code ${code}, signal ${signal}) during start-up; see its log lines above`,
+      );
     }
     // Listening is enough to open the faces: core NATS serves at once, and a
     // clustered JetStream becomes available when its peers are routed.
@@ -46,7 +56,10 @@ export async function startNatsServer(o: NatsServerOptions): Promise<ChildProces
     await new Promise((r) => setTimeout(r, 100));
   }
   await terminate(child, "SIGKILL");
-  throw new OperationError("ERR_NATS_SERVER_TIMEOUT", `nats-server not healthy on 127.0.0.1:${o.monitorPort} within ${o.readyTimeoutMs ?? 30_000}ms`);
+  throw new OperationError(
+    "ERR_NATS_SERVER_TIMEOUT",
+    `nats-server not healthy on 127.0.0.1:${o.monitorPort} within ${o.readyTimeoutMs ?? 30_000}ms`,
+  );
 }
 
 export async function healthy(monitorPort: number, query = ""): Promise<boolean> {

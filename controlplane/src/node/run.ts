@@ -138,7 +138,11 @@ class NodeRuntime {
     if (this.clustered) await this.routes.init(this.status);
     this.writeNatsConf(this.routes.routeUrls());
     const confPath = natsServerConfPath(this.config);
-    this.nats = new Supervisor("nats-server", () => startNatsServer({ confPath, monitorPort: this.config.nats.loopback.monitor_port, log: this.log }), this.log);
+    this.nats = new Supervisor(
+      "nats-server",
+      () => startNatsServer({ confPath, monitorPort: this.config.nats.loopback.monitor_port, log: this.log }),
+      this.log,
+    );
     this.nats.on("crashloop", (e) => this.fatal(e));
     await this.nats.run();
     // The callout must answer before the first client arrives.
@@ -149,13 +153,26 @@ class NodeRuntime {
   async openFaces(): Promise<void> {
     const b = this.bridge;
     const { nats, tailnet } = this.config;
-    await b.listen({ name: "client", port: nats.client_port, target: `127.0.0.1:${nats.loopback.client_port}`, proxyProtocol: true, signClients: true, nameClients: true });
+    await b.listen({
+      name: "client",
+      port: nats.client_port,
+      target: `127.0.0.1:${nats.loopback.client_port}`,
+      proxyProtocol: true,
+      signClients: true,
+      nameClients: true,
+    });
     if (nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: nats.monitor_port, target: `127.0.0.1:${nats.loopback.monitor_port}` });
     }
     if (this.clustered) {
       // Only devices carrying the cluster tag may open a route, whatever the ACL says.
-      await b.listen({ name: "cluster", port: nats.cluster_port, target: `127.0.0.1:${nats.loopback.cluster_port}`, allowTags: [tailnet.cluster_tag], routeSecret: this.routeSecret });
+      await b.listen({
+        name: "cluster",
+        port: nats.cluster_port,
+        target: `127.0.0.1:${nats.loopback.cluster_port}`,
+        allowTags: [tailnet.cluster_tag],
+        routeSecret: this.routeSecret,
+      });
       b.on("peers", (s: TailnetStatus) => this.routes.update(s));
     }
     // A new netmap may carry new grants: open connections meet them now.
@@ -165,17 +182,21 @@ class NodeRuntime {
 
   /** Stage 4: the bridge is the face; if it dies, bring it back and reopen everything. */
   async superviseBridge(): Promise<void> {
-    this.bridgeSup = new Supervisor("bridge", async () => {
-      const alive = this.bridge.child.exitCode === null && this.bridge.child.signalCode === null;
-      if (alive) return this.bridge.child;
-      this.bridge = await Bridge.start(this.bridgeOptions());
-      // A new bridge has a new signing key: trust it before opening the face.
-      this.writeNatsConf(this.routes.routeUrls());
-      this.reloadNats();
-      await this.routes.reopen();
-      await this.openFaces();
-      return this.bridge.child;
-    }, this.log);
+    this.bridgeSup = new Supervisor(
+      "bridge",
+      async () => {
+        const alive = this.bridge.child.exitCode === null && this.bridge.child.signalCode === null;
+        if (alive) return this.bridge.child;
+        this.bridge = await Bridge.start(this.bridgeOptions());
+        // A new bridge has a new signing key: trust it before opening the face.
+        this.writeNatsConf(this.routes.routeUrls());
+        this.reloadNats();
+        await this.routes.reopen();
+        await this.openFaces();
+        return this.bridge.child;
+      },
+      this.log,
+    );
     this.bridgeSup.on("crashloop", (e) => this.fatal(e));
     await this.bridgeSup.run();
   }
@@ -214,10 +235,21 @@ class NodeRuntime {
     const sys = { user: secrets.sys_user, password: secrets.sys_password };
     if (config.auth.mode === "operator") {
       const store = readStore(config.auth.operator_dir);
-      return { mode: "operator", proxyKey, operatorJwtPath: store.operator.jwtPath, systemAccount: store.systemAccount, resolverDir: join(config.state_dir, "jwt") };
+      return {
+        mode: "operator",
+        proxyKey,
+        operatorJwtPath: store.operator.jwtPath,
+        systemAccount: store.systemAccount,
+        resolverDir: join(config.state_dir, "jwt"),
+      };
     }
     if (this.callout) {
-      return { mode: "tailnet", proxyKey, sys, callout: { user: AUTH_USER, password: secrets.auth_password, issuer: this.callout.issuerPublicKey() } };
+      return {
+        mode: "tailnet",
+        proxyKey,
+        sys,
+        callout: { user: AUTH_USER, password: secrets.auth_password, issuer: this.callout.issuerPublicKey() },
+      };
     }
     return { mode: "none", proxyKey, sys, appPassword: secrets.app_password };
   }

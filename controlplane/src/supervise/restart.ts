@@ -59,9 +59,7 @@ export class Supervisor extends EventEmitter {
     const now = Date.now();
     this.crashes = [...this.crashes.filter((t) => now - t < this.policy.windowMs), now];
     if (this.crashes.length > this.policy.maxCrashes) {
-      const err = new CrashLoopError(
-        `${this.name} crashed ${this.crashes.length} times within ${this.policy.windowMs / 1000}s; giving up`,
-      );
+      const err = new CrashLoopError(`${this.name} crashed ${this.crashes.length} times within ${this.policy.windowMs / 1000}s; giving up`);
       this.log.error({ process: this.name, err: err.message }, "crash loop");
       this.emit("crashloop", err);
       return;

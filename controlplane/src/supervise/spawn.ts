@@ -19,11 +19,7 @@ export interface SpawnSpec {
 }
 
 export function spawnChild(spec: SpawnSpec): ChildProcess {
-  const argv = [
-    ...(spec.wrap ?? []),
-    "setpriv", `--pdeathsig=${spec.deathSignal ?? "SIGTERM"}`, "--",
-    spec.cmd, ...spec.args,
-  ];
+  const argv = [...(spec.wrap ?? []), "setpriv", `--pdeathsig=${spec.deathSignal ?? "SIGTERM"}`, "--", spec.cmd, ...spec.args];
   const extra = Array.isArray(spec.extraStdio) ? spec.extraStdio : [];
   return spawn(argv[0]!, argv.slice(1), {
     env: spec.env ?? process.env,
