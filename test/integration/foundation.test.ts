@@ -3,7 +3,6 @@
 // upstream nats-server, nats.js over the tailnet through a client device.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { connect as tcpConnect } from "node:net";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +11,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CLI, type LabProxy } from "../../localtailnet/mod.ts";
 import { exited, ExitCode } from "../../controlplane/src/mod.ts";
-import { eventually, logTail, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
+import { eventually, logTail, natsConnect, socks5Connect, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -111,33 +110,15 @@ describe("a single node on the local tailnet", () => {
 
   test("client mode also serves SOCKS5 onto the tailnet", async () => {
     const p = await t.tailnet.startProxy("socks-user", { to: "nats-1:4222", socks5: true });
-    // RFC 1928 by hand: no-auth greeting, then CONNECT to a tailnet name.
-    const first = await new Promise<string>((resolve, reject) => {
-      const s = tcpConnect(p.socks5Port!, "127.0.0.1");
-      const host = Buffer.from("nats-1");
-      let stage = 0;
-      let buf = Buffer.alloc(0);
-      s.on("connect", () => s.write(Buffer.from([5, 1, 0])));
-      s.on("data", (d) => {
-        buf = Buffer.concat([buf, d]);
-        if (stage === 0 && buf.length >= 2) {
-          assert.deepEqual([...buf.subarray(0, 2)], [5, 0]);
-          buf = buf.subarray(2);
-          stage = 1;
-          s.write(Buffer.concat([Buffer.from([5, 1, 0, 3, host.length]), host, Buffer.from([0x10, 0x7e])]));
-        } else if (stage === 1 && buf.length >= 10) {
-          assert.equal(buf[1], 0, "SOCKS5 CONNECT succeeded");
-          buf = buf.subarray(10);
-          stage = 2;
-        }
-        if (stage === 2 && buf.includes("\r\n")) {
-          resolve(buf.toString().split(" ")[0]!);
-          s.destroy();
-        }
-      });
-      s.on("error", reject);
-      s.setTimeout(15_000, () => reject(new Error("SOCKS5 timed out")));
-    });
+    // A new device may get its netmap a moment after it is up: retry the CONNECT, not the greeting's shape.
+    const first = await eventually(
+      async () => {
+        const r = await socks5Connect(p.socks5Port!, "nats-1", 4222);
+        return r.reply === 0 ? r.firstLine.split(" ")[0] : undefined;
+      },
+      20_000,
+      "SOCKS5 CONNECT to nats-1:4222 through the proxy",
+    );
     assert.equal(first, "INFO");
     await p.stop();
   });

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, createWriteStream, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { connect as tcpConnect } from "node:net";
 import { createLogger } from "../../controlplane/src/mod.ts";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { LocalTailnet } from "../../localtailnet/mod.ts";
@@ -71,4 +72,44 @@ export async function eventually<T>(fn: () => T | Promise<T>, ms = 15_000, what 
     await sleep(200);
   }
   throw new Error(`${what} not reached within ${ms}ms${last ? `: ${(last as Error).message}` : ""}`);
+}
+
+/**
+ * One SOCKS5 CONNECT (RFC 1928, no-auth) through a proxy on 127.0.0.1: the
+ * server's reply code (0 = succeeded) and, when it succeeded, the first line
+ * the destination sent.
+ */
+export function socks5Connect(proxyPort: number, host: string, port: number): Promise<{ reply: number; firstLine: string }> {
+  return new Promise((resolve, reject) => {
+    const s = tcpConnect(proxyPort, "127.0.0.1");
+    const name = Buffer.from(host);
+    let stage = 0;
+    let buf = Buffer.alloc(0);
+    const done = (v: { reply: number; firstLine: string }) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.on("connect", () => s.write(Buffer.from([5, 1, 0])));
+    s.on("data", (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (stage === 0 && buf.length >= 2) {
+        if (buf[0] !== 5 || buf[1] !== 0) return done({ reply: -1, firstLine: "" });
+        buf = buf.subarray(2);
+        stage = 1;
+        s.write(Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), name, Buffer.from([port >> 8, port & 0xff])]));
+      }
+      if (stage === 1 && buf.length >= 10) {
+        if (buf[1] !== 0) return done({ reply: buf[1]!, firstLine: "" });
+        buf = buf.subarray(10);
+        stage = 2;
+      }
+      if (stage === 2 && buf.includes("\r\n")) done({ reply: 0, firstLine: buf.toString().split("\r\n")[0]! });
+    });
+    s.on("error", reject);
+    s.on("close", () => resolve({ reply: -2, firstLine: "" }));
+    s.setTimeout(15_000, () => {
+      s.destroy();
+      reject(new Error("SOCKS5 timed out"));
+    });
+  });
 }

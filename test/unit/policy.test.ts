@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { decide, identityOf, type Allowed, type AuthConfig } from "../../controlplane/src/mod.ts";
+import { decide, identityOf, inboxPrefix, jetstreamSubjects, type Allowed, type AuthConfig } from "../../controlplane/src/mod.ts";
 
 const CAP = "example.com/cap/nats";
 const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({
@@ -41,8 +41,33 @@ describe("decisions", () => {
     ) as Allowed;
     assert.equal(d.allow, true);
     assert.deepEqual(d.pub, { allow: ["a.>", "b.>"], deny: ["a.secret"] });
-    assert.deepEqual(d.sub, { allow: ["_INBOX.>"], deny: [] });
+    assert.deepEqual(d.sub, { allow: ["_INBOX.>", "_INBOX_alice_40example_2ecom.>"], deny: [] });
     assert.equal(d.account, "APP");
+  });
+
+  test("every identity may subscribe to its own inbox prefix, and only its own", () => {
+    assert.equal(inboxPrefix(alice), "_INBOX_alice_40example_2ecom");
+    assert.equal(inboxPrefix(svc), "_INBOX_tag_3asvc");
+    // Injective: names that differ only in characters outside [A-Za-z0-9-] never share a prefix.
+    const a = inboxPrefix({ user: "a.b@x", tags: [] });
+    const b = inboxPrefix({ user: "a_b@x", tags: [] });
+    assert.notEqual(a, b);
+    assert.match(a, /^_INBOX_[A-Za-z0-9_-]+$/);
+    const d = decide(alice, [{ pub: { allow: ["orders.>"] } }], auth()) as Allowed;
+    assert.deepEqual(d.sub.allow, ["_INBOX_alice_40example_2ecom.>"]);
+  });
+
+  test("a jetstream grant names streams and opens only their API subjects", () => {
+    const d = decide(alice, [{ pub: { allow: ["orders.>"] }, jetstream: { streams: ["ORDERS"] } }], auth()) as Allowed;
+    assert.ok(d.pub.allow.includes("$JS.API.STREAM.INFO.ORDERS"));
+    assert.ok(d.pub.allow.includes("$JS.API.CONSUMER.CREATE.ORDERS.>"));
+    assert.ok(d.pub.allow.includes("$JS.ACK.ORDERS.>"));
+    assert.ok(!d.pub.allow.some((s) => s === "$JS.API.>" || s.startsWith("$JS.API.STREAM.CREATE")), "no manage without manage");
+    // Every API subject names the stream, except account info.
+    for (const s of d.pub.allow.filter((x) => x.startsWith("$JS."))) assert.ok(s === "$JS.API.INFO" || s.includes(".ORDERS"), s);
+    assert.ok(jetstreamSubjects(["ORDERS"], true).includes("$JS.API.STREAM.CREATE.ORDERS"));
+    const bad = decide(alice, [{ jetstream: { streams: ["ORD.*"] } }], auth());
+    assert.equal(bad.allow, false);
   });
 
   test("resp.ttl follows the config's duration rules: valid ones become nanoseconds, others refuse the grant", () => {
@@ -83,6 +108,16 @@ describe("decisions", () => {
       /several accounts \(APP, OPS\)/,
     );
     assert.equal((decide(alice, [{ pub: { allow: [">"] }, account: "SYS" }], auth()) as Allowed).account, "SYS");
+  });
+
+  test("a grant without an account is in the default account: it never merges into another grant's SYS", () => {
+    const narrowSys = { pub: { allow: ["$SYS.REQ.SERVER.PING"] }, account: "SYS" };
+    const general = { pub: { allow: [">"] }, sub: { allow: [">"] } };
+    const d = decide(alice, [narrowSys, general], auth());
+    assert.equal(d.allow, false);
+    assert.match((d as { reason: string }).reason, /several accounts \(APP, SYS\)/);
+    // Naming the default account explicitly is the same grant.
+    assert.equal((decide(alice, [general, { ...general, account: "APP" }], auth()) as Allowed).account, "APP");
   });
 
   test("a malformed grant is refused rather than half-applied", () => {

@@ -26,6 +26,60 @@ export function identityOf(w: WhoIs): Identity {
   return { user, tags, device, label: `${who} (${device})` };
 }
 
+/**
+ * The inbox prefix an identity's requests and JetStream consumers must use
+ * (nats.js `inboxPrefix`, nats.go `CustomInboxPrefix`, natscli
+ * `--inbox-prefix`). Every identity may subscribe to its own only, so one
+ * user cannot read another's replies as with a shared `_INBOX.>`.
+ * The encoding is injective: letters, digits and '-' stay, every other byte
+ * becomes '_' and two hex digits ('@' -> _40, '.' -> _2e, '_' -> _5f).
+ */
+export function inboxPrefix(id: Pick<Identity, "user" | "tags">): string {
+  const who = id.tags.length ? [...id.tags].sort().join(",") : id.user;
+  const token = [...new TextEncoder().encode(who)]
+    .map((b) => (/[A-Za-z0-9-]/.test(String.fromCharCode(b)) && b < 0x80 ? String.fromCharCode(b) : `_${b.toString(16).padStart(2, "0")}`))
+    .join("");
+  return `_INBOX_${token}`;
+}
+
+/**
+ * The JetStream API subjects that using (and, with manage, administering)
+ * the named streams needs, and no others: `$JS.API.>` would open every
+ * stream in the account.
+ */
+export function jetstreamSubjects(streams: readonly string[], manage: boolean): string[] {
+  const out = ["$JS.API.INFO"];
+  for (const s of streams) {
+    out.push(
+      `$JS.API.STREAM.INFO.${s}`,
+      `$JS.API.STREAM.MSG.GET.${s}`,
+      `$JS.API.DIRECT.GET.${s}`,
+      `$JS.API.DIRECT.GET.${s}.>`,
+      `$JS.API.CONSUMER.CREATE.${s}`,
+      `$JS.API.CONSUMER.CREATE.${s}.>`,
+      `$JS.API.CONSUMER.DURABLE.CREATE.${s}.>`,
+      `$JS.API.CONSUMER.INFO.${s}.>`,
+      `$JS.API.CONSUMER.DELETE.${s}.>`,
+      `$JS.API.CONSUMER.LIST.${s}`,
+      `$JS.API.CONSUMER.NAMES.${s}`,
+      `$JS.API.CONSUMER.MSG.NEXT.${s}.>`,
+      // Acknowledgements and flow-control replies go to subjects named after the stream.
+      `$JS.ACK.${s}.>`,
+      `$JS.FC.${s}.>`,
+    );
+    if (manage) {
+      out.push(
+        `$JS.API.STREAM.CREATE.${s}`,
+        `$JS.API.STREAM.UPDATE.${s}`,
+        `$JS.API.STREAM.DELETE.${s}`,
+        `$JS.API.STREAM.PURGE.${s}`,
+        `$JS.API.STREAM.MSG.DELETE.${s}`,
+      );
+    }
+  }
+  return out;
+}
+
 export interface NatsPermission {
   allow: string[];
   deny: string[];
@@ -72,9 +126,17 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
   }
   if (!grants.length) return { allow: false, reason: `no grant of ${auth.capability} for ${id.label}` };
 
-  const accounts = [...new Set(grants.map((g) => g.account).filter((a): a is string => Boolean(a)))];
-  if (accounts.length > 1) return { allow: false, reason: `grants place ${id.label} in several accounts (${accounts.join(", ")})` };
-  const account = accounts[0] ?? auth.accounts[0]!;
+  // A grant without an account is a grant in the default account. Grants
+  // are never merged across accounts: a narrow SYS grant beside a general
+  // one must not lift the general rights into SYS.
+  const accounts = [...new Set(grants.map((g) => g.account ?? auth.accounts[0]!))].sort();
+  if (accounts.length > 1) {
+    return {
+      allow: false,
+      reason: `grants place ${id.label} in several accounts (${accounts.join(", ")}); a connection is in one account, so give this identity grants in one`,
+    };
+  }
+  const account = accounts[0]!;
   if (account !== "SYS" && !auth.accounts.includes(account)) {
     return { allow: false, reason: `grant names account ${account}, which is not in auth.accounts` };
   }
@@ -85,7 +147,8 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
   const limits = { subs: 0, payload: 0, data: 0 };
   const widest = (a: number, b: number | undefined) => (b === undefined ? a : a === -1 || b === -1 ? -1 : Math.max(a, b));
   for (const g of grants) {
-    pub = { allow: union(pub.allow, g.pub?.allow), deny: union(pub.deny, g.pub?.deny) };
+    const js = g.jetstream ? jetstreamSubjects(g.jetstream.streams, g.jetstream.manage) : [];
+    pub = { allow: union(pub.allow, [...(g.pub?.allow ?? []), ...js]), deny: union(pub.deny, g.pub?.deny) };
     sub = { allow: union(sub.allow, g.sub?.allow), deny: union(sub.deny, g.sub?.deny) };
     if (g.resp) {
       // Nanoseconds, as NATS wants them in a user JWT; the schema admitted only valid durations.
@@ -96,9 +159,10 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
     limits.payload = widest(limits.payload, g.limits?.payload);
     limits.data = widest(limits.data, g.limits?.data);
   }
+  // Its own inbox, always: replies to its requests and its JetStream consumers arrive there.
+  sub = { allow: union(sub.allow, [`${inboxPrefix(id)}.>`]), deny: sub.deny };
   // NATS reads an empty allow list as "allow all"; here it means nothing.
   if (!pub.allow.length) pub = { allow: [], deny: [">"] };
-  if (!sub.allow.length) sub = { allow: [], deny: [">"] };
   for (const k of ["subs", "payload", "data"] as const) if (limits[k] === 0) limits[k] = -1;
   const body = { account, pub, sub, resp, limits };
   const key = createHash("sha256").update(JSON.stringify(body)).digest("base64url").slice(0, 16);

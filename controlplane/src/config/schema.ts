@@ -136,6 +136,19 @@ export const GrantSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/, { error: "must be an account name from auth.accounts (or SYS)" })
     .optional(),
+  jetstream: z
+    .strictObject({
+      streams: z
+        .array(z.string().regex(/^[^\s.*>]+$/, { error: "must be a stream name (no spaces, '.', '*' or '>')" }))
+        .min(1)
+        .meta({ description: "Streams this grant may use: info, get, consumers, acks. Nothing else in $JS.API." }),
+      manage: z.boolean().default(false).meta({
+        description:
+          "Also create, update, purge and delete these streams. Whoever creates a stream chooses its subjects: grant this only to identities you would let read those subjects.",
+      }),
+    })
+    .optional()
+    .meta({ description: "JetStream scoped to named streams, in place of the whole account's $JS.API.>." }),
   limits: z
     .strictObject({
       subs: z.number().int().min(-1).optional(),
