@@ -4,11 +4,12 @@
 // user, and signs with an account key that exists only in this process.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
-import { decode, encodeAuthorizationResponse, encodeUser, type AuthorizationRequest } from "@nats-io/jwt";
+import { encodeAuthorizationResponse, encodeUser, type AuthorizationRequest } from "@nats-io/jwt";
 import type { Logger } from "pino";
 import type { AuthConfig } from "../config/mod.ts";
 import type { Bridge } from "../bridge-client/client.ts";
 import { decide, identityOf, type Decision } from "./policy.ts";
+import { decodeVerified, nativeSigner } from "./signer.ts";
 
 export const AUTH_USER = "nats-tsnet-auth";
 const AUTH_SUBJECT = "$SYS.REQ.USER.AUTH";
@@ -18,6 +19,12 @@ interface Tracked {
   serverId: string;
   key: string;
   label: string;
+}
+
+interface ConnectEvent {
+  server?: { name?: string };
+  client?: { kind?: string; host?: string; id?: number; acc?: string; name?: string; tags?: string[] };
+  reason?: string;
 }
 
 export interface CalloutOptions {
@@ -32,7 +39,8 @@ export interface CalloutOptions {
 }
 
 export class AuthCallout {
-  readonly issuer: KeyPair = createAccount();
+  // Signs in node:crypto: the callout signs twice per connection attempt.
+  readonly issuer: KeyPair = nativeSigner(createAccount());
   private nc?: NatsConnection;
   private sys?: NatsConnection;
   private readonly tracked = new Map<number, Tracked>();
@@ -65,9 +73,39 @@ export class AuthCallout {
           .catch((e) => this.o.log.error({ err: (e as Error).message }, "auth callout failed"));
       }
     })();
+    this.watchConnects(this.sys);
     // Grants can change without a netmap event reaching us in time (or at
     // all, if the bridge restarts): re-check on a timer as well.
     this.timer = setInterval(() => void this.reevaluate("timer"), 15_000);
+  }
+
+  /**
+   * The audit trail of who is connected comes from nats-server itself: its
+   * connect and disconnect events in the system account, for this server's
+   * clients only (every node hears the whole cluster's events). A forged or
+   * refused connection never produces one.
+   */
+  private watchConnects(sys: NatsConnection): void {
+    const sub = sys.subscribe("$SYS.ACCOUNT.*.*");
+    void (async () => {
+      for await (const m of sub) {
+        const kind = m.subject.split(".").at(-1);
+        if (kind !== "CONNECT" && kind !== "DISCONNECT") continue;
+        let ev: ConnectEvent;
+        try {
+          ev = m.json<ConnectEvent>();
+        } catch {
+          continue;
+        }
+        if (ev.server?.name !== this.o.serverName || ev.client?.kind !== "Client") continue;
+        const c = ev.client;
+        // Our own service connections (no PROXY header) are not clients' business.
+        if (!/^(100\.|fd7a:)/i.test(c.host ?? "")) continue;
+        const fields = { who: c.name, account: c.acc, cid: c.id, ip: c.host, tags: c.tags };
+        if (kind === "CONNECT") this.o.log.info(fields, "connected");
+        else this.o.log.info({ ...fields, reason: ev.reason }, "disconnected");
+      }
+    })();
   }
 
   async stop(): Promise<void> {
@@ -77,8 +115,7 @@ export class AuthCallout {
 
   /** Returns the signed response, or undefined when another node's server asked. */
   private async answer(data: Uint8Array): Promise<string | undefined> {
-    const claims = decode<{ nats: AuthorizationRequest } & Record<string, unknown>>(new TextDecoder().decode(data));
-    const req = (claims as unknown as { nats: AuthorizationRequest }).nats;
+    const req = decodeVerified<{ nats: AuthorizationRequest }>(new TextDecoder().decode(data)).nats;
     // Every node's callout hears every request in a cluster; each answers
     // only its own server (the response must carry that server's issuer).
     if (req.server_id.name !== this.o.serverName) return undefined;
@@ -88,7 +125,7 @@ export class AuthCallout {
     const respond = (body: { jwt?: string; error?: string }) =>
       encodeAuthorizationResponse(req.user_nkey, req.server_id.id, this.issuer, body, {});
     if (!d.decision.allow) {
-      this.o.log.warn({ who: d.label, ip, cid, reason: d.decision.reason }, "connection denied");
+      this.o.log.warn({ decision: "deny", who: d.label, ip, cid, reason: d.decision.reason }, "auth decision");
       // The bridge shows the client this reason in place of the bare violation.
       await this.o
         .bridge()
@@ -118,7 +155,10 @@ export class AuthCallout {
     // each connection's name with its tailnet identity.
     const jwt = await encodeUser("", req.user_nkey, this.issuer, user as never, { aud: a.account });
     this.tracked.set(cid, { ip, serverId: req.server_id.id, key: a.key, label: d.label });
-    this.o.log.info({ who: d.label, ip, cid, account: a.account, pub: a.pub.allow, sub: a.sub.allow }, "connection authorized");
+    // A decision, not a connection: nats-server still checks the bridge's
+    // signature (proxy_required) after this, and "connected" is logged only
+    // from its own connect event (watchConnects).
+    this.o.log.info({ decision: "allow", who: d.label, ip, cid, account: a.account, pub: a.pub.allow, sub: a.sub.allow }, "auth decision");
     return respond({ jwt });
   }
 
