@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CAPABILITY, CLUSTER_TAG, defaultPolicy, type LabProxy } from "../../localtailnet/mod.ts";
+import { inboxPrefix } from "../../controlplane/src/mod.ts";
 import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();
@@ -15,17 +17,32 @@ const SVC = "tag:svc";
 
 function policy(withAlice = true): Record<string, unknown> {
   const base = defaultPolicy() as { acls: unknown[] };
-  const grant = (src: string, cap: Record<string, unknown>) => ({ src: [src], dst: [CLUSTER_TAG], app: { [CAPABILITY]: [cap] } });
+  const grant = (src: string, ...caps: Record<string, unknown>[]) => ({ src: [src], dst: [CLUSTER_TAG], app: { [CAPABILITY]: caps } });
   return {
     tagOwners: { [CLUSTER_TAG]: ["dev@"], [SVC]: ["dev@"] },
     acls: [...base.acls, { action: "accept", src: [SVC], dst: [`${CLUSTER_TAG}:4222`] }],
     grants: [
+      // No _INBOX.> anywhere: each identity has its own inbox prefix.
       ...(withAlice
-        ? [grant("alice@", { pub: { allow: ["alice.>", "shared.>"] }, sub: { allow: ["alice.>", "shared.>", "_INBOX.>"] } })]
+        ? [
+            grant("alice@", {
+              pub: { allow: ["alice.>", "shared.>"] },
+              sub: { allow: ["alice.>", "shared.>"] },
+              jetstream: { streams: ["ALICE"], manage: true },
+            }),
+          ]
         : []),
-      grant("bob@", { pub: { allow: ["bob.>", "shared.>"], deny: ["shared.secret"] }, sub: { allow: ["bob.>", "shared.>", "_INBOX.>"] } }),
+      grant("bob@", {
+        pub: { allow: ["bob.>", "shared.>"], deny: ["shared.secret"] },
+        sub: { allow: ["bob.>", "shared.>"] },
+        jetstream: { streams: ["BOB"], manage: true },
+      }),
       grant(SVC, { pub: { allow: [">"] }, sub: { allow: [">"] }, account: "OPS" }),
       grant("dev@", { pub: { allow: [">"] }, sub: { allow: [">"] }, account: "SYS" }),
+      // mallory: a narrow SYS grant beside a general one without an account.
+      grant("mallory@", { pub: { allow: ["$SYS.REQ.SERVER.PING"] }, account: "SYS" }, { pub: { allow: [">"] }, sub: { allow: [">"] } }),
+      // erin: a grant whose resp.ttl is not a duration.
+      grant("erin@", { sub: { allow: ["erin.>"] }, resp: { max: 1, ttl: "1d" } }),
       // carol@ has no grant at all.
     ],
   };
@@ -46,16 +63,18 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
 
   before(async () => {
     t = await startTestTailnet("auth");
-    for (const u of ["alice", "bob", "carol"]) await t.tailnet.headscale.ensureUser(u);
+    for (const u of ["alice", "bob", "carol", "mallory", "erin"]) await t.tailnet.headscale.ensureUser(u);
     await t.tailnet.headscale.setPolicy(policy());
     await t.tailnet.startNode("nats-1", { config: { nats: { standalone: true }, auth: { accounts: ["APP", "OPS"] } } });
     const to = "nats-1:4222";
-    [p.alice, p.bob, p.carol, p.dev, p.svc] = await Promise.all([
+    [p.alice, p.bob, p.carol, p.dev, p.svc, p.mallory, p.erin] = await Promise.all([
       t.tailnet.startProxy("alice-laptop", { to, user: "alice" }),
       t.tailnet.startProxy("bob-laptop", { to, user: "bob" }),
       t.tailnet.startProxy("carol-laptop", { to, user: "carol" }),
       t.tailnet.startProxy("dev-laptop", { to, user: "dev" }),
       t.tailnet.startProxy("svc-1", { to, tags: [SVC] }),
+      t.tailnet.startProxy("mallory-laptop", { to, user: "mallory" }),
+      t.tailnet.startProxy("erin-laptop", { to, user: "erin" }),
     ]);
   });
 
@@ -97,7 +116,7 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
     });
     const node = t.tailnet.nodes.get("nats-1")!;
     assert.ok(
-      node.lines.some((l) => l.msg === "connection denied" && String(l.who).startsWith("carol")),
+      node.lines.some((l) => l.msg === "auth decision" && l.decision === "deny" && String(l.who).startsWith("carol")),
       "the node logs the denial",
     );
   });
@@ -169,6 +188,78 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
     assert.ok(rtt >= 0);
   });
 
+  test("a narrow SYS grant beside a general one is refused, not merged into SYS with everything", async () => {
+    await assert.rejects(natsConnect(p.mallory!.url, { name: "mallory", reconnect: false }), (e: Error) => {
+      assert.match(e.message, /Authorization Violation.*several accounts \(APP, SYS\)/i);
+      return true;
+    });
+  });
+
+  test("a grant with a malformed resp.ttl refuses the connection and says why", async () => {
+    await assert.rejects(natsConnect(p.erin!.url, { name: "erin", reconnect: false }), (e: Error) => {
+      assert.match(e.message, /Authorization Violation.*malformed: resp\.ttl/i);
+      return true;
+    });
+  });
+
+  test("each identity has its own inbox: JetStream replies reach bob, and alice cannot read them", async () => {
+    const bobInbox = inboxPrefix({ user: "bob", tags: [] });
+    const bob = await natsConnect(p.bob!.url, { name: "bob-js", inboxPrefix: bobInbox });
+    const alice = await natsConnect(p.alice!.url, { name: "alice-spy", inboxPrefix: inboxPrefix({ user: "alice", tags: [] }) });
+    t.onCleanup(() => Promise.all([bob.close(), alice.close()]));
+    const aliceErrs = errorsOf(alice);
+    // alice tries both the shared inbox and bob's own: both refused.
+    alice.subscribe("_INBOX.>");
+    alice.subscribe(`${bobInbox}.>`);
+    await eventually(
+      () => aliceErrs.filter((e) => /Permissions Violation for Subscription to "_INBOX/i.test(e)).length >= 2,
+      5000,
+      "inbox spying refused",
+    );
+    // bob's JetStream works through his own inbox prefix.
+    const jsm = await jetstreamManager(bob);
+    await jsm.streams.add({ name: "BOB", subjects: ["bob.orders.>"] });
+    await jetstream(bob).publish("bob.orders.1", enc.encode("bob's order"));
+    const got = await jsm.streams.getMessage("BOB", { seq: 1 });
+    assert.equal(dec.decode(got!.data), "bob's order");
+  });
+
+  test("a jetstream grant opens its own streams and no other", async () => {
+    const alice = await natsConnect(p.alice!.url, { name: "alice-js", inboxPrefix: inboxPrefix({ user: "alice", tags: [] }) });
+    t.onCleanup(() => alice.close());
+    const jsm = await jetstreamManager(alice, { timeout: 2000 });
+    await jsm.streams.add({ name: "ALICE", subjects: ["alice.orders.>"] });
+    assert.equal((await jsm.streams.info("ALICE")).config.name, "ALICE");
+    // bob's stream: neither readable nor replaceable; no stream of another name either.
+    await assert.rejects(jsm.streams.info("BOB"));
+    await assert.rejects(jsm.streams.getMessage("BOB", { seq: 1 }));
+    await assert.rejects(jsm.streams.add({ name: "BOB2", subjects: ["bob.>"] }));
+  });
+
+  test("the audit log: 'connected' comes from nats-server's own event, never for a forged local connection", async () => {
+    const node = t.tailnet.nodes.get("nats-1")!;
+    const bob = await natsConnect(p.bob!.url, { name: "bob-audited" });
+    t.onCleanup(() => bob.close());
+    await eventually(
+      () => node.lines.some((l) => l.msg === "connected" && String(l.who) === "bob (bob-laptop) bob-audited" && l.account === "APP"),
+      5000,
+      "bob's connect event logged with his identity",
+    );
+    // A local process with a forged PROXY header claiming dev's device: refused, and no "connected".
+    const devIp = p.dev!.bridge.status!.self.ips.find((ip) => ip.startsWith("100."))!;
+    const before = node.lines.length;
+    const forged = forgedProxyHello(devIp);
+    const out = t.tailnet.net.exec(node.host.name, process.execPath, ["-e", forged]);
+    assert.doesNotMatch(out, /PONG/, "the forged connection got nowhere");
+    await new Promise((r) => setTimeout(r, 1000));
+    const since = node.lines.slice(before);
+    assert.ok(
+      since.some((l) => l.msg === "auth decision" && l.ip === devIp),
+      "the callout was asked (its answer is logged as a decision only)",
+    );
+    assert.ok(!since.some((l) => l.msg === "connected"), "no 'connected' line for the forged connection");
+  });
+
   test("removing a grant cuts the live connection and its reconnect is denied", async () => {
     const alice = await natsConnect(p.alice!.url, { name: "alice-doomed", maxReconnectAttempts: 3, reconnectTimeWait: 500 });
     let disconnected = false;
@@ -184,3 +275,23 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
     assert.ok(node.lines.some((l) => l.msg === "policy changed: disconnecting to re-authorize" && String(l.who).startsWith("alice")));
   });
 });
+
+/**
+ * A script for a local process on the node's host: dial nats-server's
+ * loopback client port with a PROXY v2 header claiming a tailnet address,
+ * then CONNECT and PING. Prints whatever the server answered.
+ */
+function forgedProxyHello(claimedIp: string): string {
+  return `
+const net = require("net");
+const sig = Buffer.from([0x0d,0x0a,0x0d,0x0a,0x00,0x0d,0x0a,0x51,0x55,0x49,0x54,0x0a]);
+const ip = ${JSON.stringify(claimedIp)}.split(".").map(Number);
+const hdr = Buffer.concat([sig, Buffer.from([0x21, 0x11, 0, 12]), Buffer.from(ip), Buffer.from([127,0,0,1]), Buffer.from([0x9c,0x40, 0x10,0x7e])]);
+const s = net.connect(14222, "127.0.0.1", () => s.write(hdr));
+let out = "";
+s.on("data", (d) => { out += d; if (out.includes("INFO") && !s.sent) { s.sent = true; s.write('CONNECT {"verbose":false,"name":"forged"}\\r\\nPING\\r\\n'); } });
+s.on("close", () => { process.stdout.write(out); });
+s.on("error", () => {});
+setTimeout(() => s.destroy(), 3000);
+`;
+}
