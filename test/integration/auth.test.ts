@@ -43,6 +43,8 @@ function policy(withAlice = true): Record<string, unknown> {
       grant("mallory@", { pub: { allow: ["$SYS.REQ.SERVER.PING"] }, account: "SYS" }, { pub: { allow: [">"] }, sub: { allow: [">"] } }),
       // erin: a grant whose resp.ttl is not a duration.
       grant("erin@", { sub: { allow: ["erin.>"] }, resp: { max: 1, ttl: "1d" } }),
+      // frank: limits nats-server would silently drop for a callout user.
+      grant("frank@", { pub: { allow: ["frank.>"] }, sub: { allow: ["frank.>"] }, limits: { subs: 1, payload: 64 } }),
       // carol@ has no grant at all.
     ],
   };
@@ -63,11 +65,11 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
 
   before(async () => {
     t = await startTestTailnet("auth");
-    for (const u of ["alice", "bob", "carol", "mallory", "erin"]) await t.tailnet.headscale.ensureUser(u);
+    for (const u of ["alice", "bob", "carol", "mallory", "erin", "frank"]) await t.tailnet.headscale.ensureUser(u);
     await t.tailnet.headscale.setPolicy(policy());
     await t.tailnet.startNode("nats-1", { config: { nats: { standalone: true }, auth: { accounts: ["APP", "OPS"] } } });
     const to = "nats-1:4222";
-    [p.alice, p.bob, p.carol, p.dev, p.svc, p.mallory, p.erin] = await Promise.all([
+    [p.alice, p.bob, p.carol, p.dev, p.svc, p.mallory, p.erin, p.frank] = await Promise.all([
       t.tailnet.startProxy("alice-laptop", { to, user: "alice" }),
       t.tailnet.startProxy("bob-laptop", { to, user: "bob" }),
       t.tailnet.startProxy("carol-laptop", { to, user: "carol" }),
@@ -75,6 +77,7 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
       t.tailnet.startProxy("svc-1", { to, tags: [SVC] }),
       t.tailnet.startProxy("mallory-laptop", { to, user: "mallory" }),
       t.tailnet.startProxy("erin-laptop", { to, user: "erin" }),
+      t.tailnet.startProxy("frank-laptop", { to, user: "frank" }),
     ]);
   });
 
@@ -198,6 +201,13 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
   test("a grant with a malformed resp.ttl refuses the connection and says why", async () => {
     await assert.rejects(natsConnect(p.erin!.url, { name: "erin", reconnect: false }), (e: Error) => {
       assert.match(e.message, /Authorization Violation.*malformed: resp\.ttl/i);
+      return true;
+    });
+  });
+
+  test("a grant with limits is refused with the reason, not admitted with limits that would not hold", async () => {
+    await assert.rejects(natsConnect(p.frank!.url, { name: "frank", reconnect: false }), (e: Error) => {
+      assert.match(e.message, /Authorization Violation.*sets limits/i);
       return true;
     });
   });

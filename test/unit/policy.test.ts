@@ -134,8 +134,10 @@ describe("decisions", () => {
     assert.notEqual(a.key, wider.key);
   });
 
-  test("limits: the widest wins, -1 is unlimited", () => {
-    const d = decide(alice, [{ pub: { allow: [">"] }, limits: { subs: 10 } }, { limits: { subs: -1, payload: 1024 } }], auth()) as Allowed;
-    assert.deepEqual(d.limits, { subs: -1, payload: 1024, data: -1 });
+  test("a grant with limits is refused: nats-server ignores a callout user's limits, so they would be a false promise", () => {
+    const d = decide(alice, [{ pub: { allow: [">"] } }, { limits: { subs: 1, payload: 64 } }], auth());
+    assert.equal(d.allow, false);
+    assert.match((d as { reason: string }).reason, /sets limits/);
+    assert.deepEqual((decide(alice, [{ pub: { allow: [">"] } }], auth()) as Allowed).limits, { subs: -1, payload: -1, data: -1 });
   });
 });

@@ -23,7 +23,7 @@ interface Tracked {
 
 interface ConnectEvent {
   server?: { name?: string };
-  client?: { kind?: string; host?: string; id?: number; acc?: string; name?: string; tags?: string[] };
+  client?: { kind?: string; host?: string; id?: number; acc?: string; name?: string };
   reason?: string;
 }
 
@@ -101,7 +101,8 @@ export class AuthCallout {
         const c = ev.client;
         // Our own service connections (no PROXY header) are not clients' business.
         if (!/^(100\.|fd7a:)/i.test(c.host ?? "")) continue;
-        const fields = { who: c.name, account: c.acc, cid: c.id, ip: c.host, tags: c.tags };
+        // The bridge prefixes every client's name with its tailnet identity (the event's tags stay empty for callout users).
+        const fields = { who: c.name, account: c.acc, cid: c.id, ip: c.host };
         if (kind === "CONNECT") this.o.log.info(fields, "connected");
         else this.o.log.info({ ...fields, reason: ev.reason }, "disconnected");
       }

@@ -125,6 +125,17 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
     if ((id.user && r.users.includes(id.user)) || id.tags.some((t) => r.tags.includes(t))) grants.push(r);
   }
   if (!grants.length) return { allow: false, reason: `no grant of ${auth.capability} for ${id.label}` };
+  // nats-server (v2.14) drops the subs/payload/data limits of a callout
+  // user's JWT (auth_callout.go clears the JWT before applyAccountLimits), so
+  // a grant's limits would be silently ignored. Refuse such a grant rather
+  // than pretend. (The bridge, which sees every SUB and PUB, is where they can be
+  // enforced; until it does, a limit in a grant is an error.)
+  if (grants.some((g) => g.limits)) {
+    return {
+      allow: false,
+      reason: `a grant for ${id.label} sets limits, which nats-server does not enforce for tailnet identities yet; remove them from the grant`,
+    };
+  }
 
   // A grant without an account is a grant in the default account. Grants
   // are never merged across accounts: a narrow SYS grant beside a general
@@ -144,8 +155,7 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
   let pub: NatsPermission = { allow: [], deny: [] };
   let sub: NatsPermission = { allow: [], deny: [] };
   let resp: Allowed["resp"];
-  const limits = { subs: 0, payload: 0, data: 0 };
-  const widest = (a: number, b: number | undefined) => (b === undefined ? a : a === -1 || b === -1 ? -1 : Math.max(a, b));
+  const limits = { subs: -1, payload: -1, data: -1 };
   for (const g of grants) {
     const js = g.jetstream ? jetstreamSubjects(g.jetstream.streams, g.jetstream.manage) : [];
     pub = { allow: union(pub.allow, [...(g.pub?.allow ?? []), ...js]), deny: union(pub.deny, g.pub?.deny) };
@@ -155,15 +165,11 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
       const ttl = (parseDuration(g.resp.ttl) ?? 0) * 1_000_000;
       resp = { max: Math.max(resp?.max ?? 0, g.resp.max), ttl: Math.max(resp?.ttl ?? 0, ttl) };
     }
-    limits.subs = widest(limits.subs, g.limits?.subs);
-    limits.payload = widest(limits.payload, g.limits?.payload);
-    limits.data = widest(limits.data, g.limits?.data);
   }
   // Its own inbox, always: replies to its requests and its JetStream consumers arrive there.
   sub = { allow: union(sub.allow, [`${inboxPrefix(id)}.>`]), deny: sub.deny };
   // NATS reads an empty allow list as "allow all"; here it means nothing.
   if (!pub.allow.length) pub = { allow: [], deny: [">"] };
-  for (const k of ["subs", "payload", "data"] as const) if (limits[k] === 0) limits[k] = -1;
   const body = { account, pub, sub, resp, limits };
   const key = createHash("sha256").update(JSON.stringify(body)).digest("base64url").slice(0, 16);
   return { allow: true, ...body, key };
