@@ -37,8 +37,9 @@ build() {
 dp="$root/dataplane"
 build nats-tsnet-bridge "$dp" ./cmd/nats-tsnet-bridge \
   "$(hash_of "$dp/go.mod" "$dp/go.sum" $(find "$dp" -name '*.go' | sort))"
-# natscli is the load generator of the benchmarks (`nats bench`).
-for tool in nats-server headscale natscli; do
+# natscli is the load generator of the benchmarks (`nats bench`); nsc makes
+# operator stores in the tests the way NATS users make them.
+for tool in nats-server headscale natscli nsc; do
   d="$root/upstream/$tool"
   pkg=$(awk '/^tool /{print $2}' "$d/go.mod")
   name=$tool

@@ -13,6 +13,7 @@ const BINARIES = {
   "nats-server": { file: "nats-server", env: "NATS_SERVER_BIN" },
   headscale: { file: "headscale", env: "HEADSCALE_BIN" },
   nats: { file: "nats", env: "NATS_CLI_BIN" },
+  nsc: { file: "nsc", env: "NSC_BIN" },
 } as const;
 export type BinaryName = keyof typeof BINARIES;
 

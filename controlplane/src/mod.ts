@@ -29,5 +29,33 @@ export { Bridge, type BridgeOptions, type Device, type TailnetStatus, type WhoIs
 export { diffMembers, dialTargets, membersOf, routeAlias, type Member } from "./cluster/members.ts";
 export { nativeSigner, decodeVerified } from "./auth/signer.ts";
 export { decide, identityOf, inboxPrefix, jetstreamSubjects, type Allowed, type Decision, type Identity } from "./auth/policy.ts";
-export { addAccount, addUser, importNsc, initStore, readStore, adminCredsPath } from "./auth/operator.ts";
+export {
+  addAccount,
+  addRole,
+  addSigningKey,
+  addUser,
+  importNsc,
+  initStore,
+  listUsers,
+  permissionsOf,
+  readStore,
+  reissueUsers,
+  removeSigningKey,
+  revokeAllBefore,
+  revokeUser,
+  adminCredsPath,
+} from "./auth/operator.ts";
+export {
+  accountSigner,
+  accountView,
+  isRevoked,
+  operatorView,
+  userSigner,
+  userState,
+  type AccountView,
+  type KeySource,
+  type OperatorView,
+  type Role,
+} from "./auth/keys.ts";
+export { nscKeys } from "./auth/operator-nsc.ts";
 export { deepMerge } from "./util/objects.ts";

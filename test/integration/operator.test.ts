@@ -1,9 +1,10 @@
 // Auth mode operator: NATS decentralized JWT auth. Credentials written by
-// `nats-tsnet auth`, an account pushed through one node and used through
-// another (full resolver), denied subjects denied, proxy_required honoured.
+// `nats-tsnet auth` (strict signing keys, operator identity key moved away),
+// an account pushed through one node and used through another (full
+// resolver), denied subjects denied, proxy_required honoured.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { credsAuthenticator } from "@nats-io/transport-node";
@@ -28,6 +29,9 @@ describe("auth mode operator", () => {
     t = await startTestTailnet("operator");
     store = join(t.dir, "auth");
     cli(["auth", "init", "--dir", store, "--operator", "acme-ops"]);
+    // Strict signing keys (the default): the operator's identity key is not needed on the host.
+    mkdirSync(join(t.dir, "offline"));
+    renameSync(join(store, "operator.nk"), join(t.dir, "offline", "operator.nk"));
     cli(["auth", "account", "add", "ACME", "--dir", store, "--max-conns", "50", "--js-disk", String(64 * 1024 * 1024)]);
     const config = { auth: { mode: "operator", operator_dir: store } };
     await Promise.all(["nats-1", "nats-2"].map((n) => t.tailnet.startNode(n, { config })));

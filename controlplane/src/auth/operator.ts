@@ -5,69 +5,44 @@
 // accounts are pushed to the running cluster and spread by the `full`
 // resolver, so an account pushed through one node is known to all.
 //
-// Store layout (keys are 0600, the directory 0700):
-//   operator.jwt  operator.nk
-//   accounts/<NAME>/account.jwt  account.nk
-//   accounts/<NAME>/users/<USER>.creds
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+// Keys follow NATS's recommendation: the operator and every account have a
+// signing key next to their identity key, the operator is strict (accepts
+// signing keys only), and identity keys can leave the host. Which key signs
+// what is decided in keys.ts; the layout is in operator-store.ts.
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createAccount, createOperator, createUser, fromSeed, type KeyPair } from "@nats-io/nkeys";
-import { decode, encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jwt";
-import { connect, credsAuthenticator } from "@nats-io/transport-node";
-import { ConfigError, OperationError, UsageError } from "../errors.ts";
-import { writeFileAtomic } from "../util/fs.ts";
+import { createAccount, createOperator } from "@nats-io/nkeys";
+import { encodeOperator, type Account, type SigningKey, type UserPermissionsLimits } from "@nats-io/jwt";
+import { UsageError } from "../errors.ts";
+import {
+  ADMIN,
+  SYS,
+  accountDir,
+  checkName,
+  editAccount,
+  readAccount,
+  readStore,
+  saveSigningKey,
+  seedText,
+  writeAccountJwt,
+  writeSecret,
+  type StoreInfo,
+} from "./operator-store.ts";
+import { addUser } from "./operator-users.ts";
 
-export const SYS = "SYS";
-const ADMIN = "admin";
-
-/** The system-account admin's .creds: how `auth push` and `peer ...` reach SYS on a node's loopback. */
-export function adminCredsPath(dir: string): string {
-  return join(dir, "accounts", SYS, "users", `${ADMIN}.creds`);
-}
-const NAME = /^[A-Za-z0-9_-]+$/;
-
-function fail(code: ConstructorParameters<typeof UsageError>[0], message: string): never {
-  throw new UsageError(code, message);
-}
-
-const writeSecret = (path: string, data: string | Uint8Array) => writeFileAtomic(path, data, 0o600);
-
-function readKey(path: string): KeyPair {
-  try {
-    return fromSeed(new TextEncoder().encode(readFileSync(path, "utf8").trim()));
-  } catch (cause) {
-    throw new ConfigError(
-      "ERR_AUTH_STORE",
-      `cannot read the key ${path}: is this an auth store made by 'nats-tsnet auth init'?`,
-      { file: path },
-      { cause },
-    );
-  }
-}
-
-const seedText = (kp: KeyPair) => new TextDecoder().decode(kp.getSeed());
-
-export interface StoreInfo {
-  operator: { name: string; pub: string; jwtPath: string };
-  systemAccount: { pub: string; jwt: string };
-  accounts: Array<{ name: string; pub: string; jwt: string }>;
-}
-
-export function readStore(dir: string): StoreInfo {
-  const opPath = join(dir, "operator.jwt");
-  if (!existsSync(opPath)) {
-    throw new ConfigError("ERR_AUTH_STORE", `${dir} holds no operator: run 'nats-tsnet auth init --dir ${dir}' first`, { file: opPath });
-  }
-  const op = decode<{ system_account?: string }>(readFileSync(opPath, "utf8").trim());
-  const accDir = join(dir, "accounts");
-  const accounts = (existsSync(accDir) ? readdirSync(accDir) : []).sort().map((name) => {
-    const jwt = readFileSync(join(accDir, name, "account.jwt"), "utf8").trim();
-    return { name, pub: decode(jwt).sub, jwt };
-  });
-  const sys = accounts.find((a) => a.pub === op.nats.system_account);
-  if (!sys) throw new ConfigError("ERR_AUTH_STORE", `${dir}: the operator's system account is missing`, { file: opPath });
-  return { operator: { name: op.name, pub: op.sub, jwtPath: opPath }, systemAccount: { pub: sys.pub, jwt: sys.jwt }, accounts };
-}
+export { adminCredsPath, readStore, SYS, type StoreInfo } from "./operator-store.ts";
+export {
+  addUser,
+  listUsers,
+  permissionsOf,
+  reissueUsers,
+  revokeUser,
+  revokeAllBefore,
+  type UserSpec,
+  type UserRow,
+} from "./operator-users.ts";
+export { importNsc } from "./operator-nsc.ts";
+export { pushAccounts } from "./operator-push.ts";
 
 export interface AccountLimits {
   conns?: number;
@@ -79,157 +54,106 @@ export interface AccountLimits {
   streams?: number;
 }
 
-async function writeAccount(
-  dir: string,
-  name: string,
-  operator: KeyPair,
-  limits: AccountLimits = {},
-  akp = createAccount(),
-): Promise<string> {
-  const d = join(dir, "accounts", name);
-  mkdirSync(join(d, "users"), { recursive: true, mode: 0o700 });
+/** The limits claim: what was given over what the account had (or unlimited). */
+function limitsOf(name: string, given: AccountLimits, had: Account["limits"] = {}): Account["limits"] {
+  const pick = (v: number | undefined, key: keyof NonNullable<Account["limits"]>) => v ?? (had[key] as number | undefined) ?? -1;
   const jsOn = name !== SYS; // the system account never holds streams
-  const jwt = await encodeAccount(
-    name,
-    akp,
-    {
-      limits: {
-        conn: limits.conns ?? -1,
-        subs: limits.subs ?? -1,
-        payload: limits.payload ?? -1,
-        data: limits.data ?? -1,
-        imports: -1,
-        exports: -1,
-        wildcards: true,
-        leaf: -1,
-        ...(jsOn
-          ? { mem_storage: limits.jsMemory ?? -1, disk_storage: limits.jsDisk ?? -1, streams: limits.streams ?? -1, consumer: -1 }
-          : {}),
-      },
-    },
-    { signer: operator },
-  );
-  writeFileSync(join(d, "account.jwt"), jwt + "\n");
-  if (!existsSync(join(d, "account.nk"))) writeSecret(join(d, "account.nk"), seedText(akp) + "\n");
+  return {
+    ...had,
+    conn: pick(given.conns, "conn"),
+    subs: pick(given.subs, "subs"),
+    payload: pick(given.payload, "payload"),
+    data: pick(given.data, "data"),
+    imports: had.imports ?? -1,
+    exports: had.exports ?? -1,
+    wildcards: had.wildcards ?? true,
+    leaf: had.leaf ?? -1,
+    ...(jsOn
+      ? {
+          mem_storage: pick(given.jsMemory, "mem_storage"),
+          disk_storage: pick(given.jsDisk, "disk_storage"),
+          streams: pick(given.streams, "streams"),
+          consumer: had.consumer ?? -1,
+        }
+      : {}),
+  };
+}
+
+/** A new account: identity key, one signing key, signed by the operator's signing key. */
+async function createAccountIn(dir: string, name: string, limits: AccountLimits, akp = createAccount()): Promise<string> {
+  mkdirSync(join(accountDir(dir, name), "users"), { recursive: true, mode: 0o700 });
+  writeSecret(join(accountDir(dir, name), "account.nk"), seedText(akp) + "\n");
+  const sk = saveSigningKey(dir, createAccount());
+  await writeAccountJwt(dir, name, akp.getPublicKey(), { limits: limitsOf(name, limits), signing_keys: [sk] });
   return akp.getPublicKey();
 }
 
-/** A new operator with its system account and an admin user for it. */
-export async function initStore(dir: string, operatorName: string): Promise<StoreInfo> {
-  if (existsSync(join(dir, "operator.jwt"))) fail("ERR_AUTH_EXISTS", `${dir} already holds an operator`);
-  if (!NAME.test(operatorName)) fail("ERR_AUTH_NAME", `operator name ${JSON.stringify(operatorName)}: letters, digits, - and _ only`);
+/**
+ * A new operator with an operator signing key, its system account and an
+ * admin user for it. strict (default) makes nats-server accept signing keys
+ * only, so operator.nk and the accounts' account.nk can leave the host.
+ */
+export async function initStore(dir: string, operatorName: string, opts: { strict?: boolean } = {}): Promise<StoreInfo> {
+  if (existsSync(join(dir, "operator.jwt"))) throw new UsageError("ERR_AUTH_EXISTS", `${dir} already holds an operator`);
+  checkName("operator", operatorName);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const okp = createOperator();
+  const osk = createOperator();
   const sys = createAccount();
   writeSecret(join(dir, "operator.nk"), seedText(okp) + "\n");
-  writeFileSync(join(dir, "operator.jwt"), (await encodeOperator(operatorName, okp, { system_account: sys.getPublicKey() })) + "\n");
-  await writeAccount(dir, SYS, okp, {}, sys);
+  saveSigningKey(dir, osk);
+  const claims = { system_account: sys.getPublicKey(), signing_keys: [osk.getPublicKey()], strict_signing_key_usage: opts.strict ?? true };
+  writeFileSync(join(dir, "operator.jwt"), (await encodeOperator(operatorName, okp, claims)) + "\n");
+  await createAccountIn(dir, SYS, {}, sys);
   // The admin is how `auth push` and `peer ...` reach the system account on
   // a node's loopback; it is an operator's credential, not a tailnet one.
   await addUser(dir, SYS, ADMIN, { proxyRequired: false });
   return readStore(dir);
 }
 
+/** Adds an account, or edits the limits of one (keeping its key, signing keys, roles and revocations). */
 export async function addAccount(dir: string, name: string, limits: AccountLimits = {}): Promise<string> {
-  if (!NAME.test(name)) fail("ERR_AUTH_NAME", `account name ${JSON.stringify(name)}: letters, digits, - and _ only`);
+  checkName("account", name);
   readStore(dir);
-  const existing = join(dir, "accounts", name, "account.nk");
-  // Editing an account keeps its identity (key); only the claims change.
-  return writeAccount(dir, name, readKey(join(dir, "operator.nk")), limits, existsSync(existing) ? readKey(existing) : createAccount());
+  if (!existsSync(join(accountDir(dir, name), "account.jwt"))) return createAccountIn(dir, name, limits);
+  return (await editAccount(dir, name, (nats) => void (nats.limits = limitsOf(name, limits, nats.limits)))).pub;
 }
 
-export interface UserSpec {
-  pubAllow?: string[];
-  pubDeny?: string[];
-  subAllow?: string[];
-  subDeny?: string[];
-  respMax?: number;
-  respTtlMs?: number;
-  expiresInMs?: number;
-  bearer?: boolean;
-  /** Default true: the user gets in only through a node's tailnet face. */
-  proxyRequired?: boolean;
-}
-
-/** Writes <account>/users/<name>.creds (JWT + seed), readable by every NATS client. */
-export async function addUser(dir: string, account: string, name: string, spec: UserSpec = {}): Promise<string> {
-  if (!NAME.test(name)) fail("ERR_AUTH_NAME", `user name ${JSON.stringify(name)}: letters, digits, - and _ only`);
-  const accDir = join(dir, "accounts", account);
-  if (!existsSync(join(accDir, "account.nk")))
-    fail("ERR_AUTH_NO_ACCOUNT", `no account ${account} in ${dir}: add it with 'nats-tsnet auth account add ${account}'`);
-  const akp = readKey(join(accDir, "account.nk"));
-  const ukp = createUser();
-  const perm = (allow?: string[], deny?: string[]) => ({ ...(allow?.length ? { allow } : {}), ...(deny?.length ? { deny } : {}) });
-  const user = {
-    pub: perm(spec.pubAllow, spec.pubDeny),
-    sub: perm(spec.subAllow, spec.subDeny),
-    ...(spec.respMax ? { resp: { max: spec.respMax, ttl: (spec.respTtlMs ?? 0) * 1_000_000 } } : {}),
-    bearer_token: spec.bearer ?? false,
-    proxy_required: spec.proxyRequired ?? true,
-    subs: -1,
-    data: -1,
-    payload: -1,
-  };
-  const exp = spec.expiresInMs ? Math.floor((Date.now() + spec.expiresInMs) / 1000) : undefined;
-  const jwt = await encodeUser(name, ukp, akp, user as never, exp ? { exp } : {});
-  const path = join(accDir, "users", `${name}.creds`);
-  writeSecret(path, fmtCreds(jwt, ukp));
-  return path;
-}
-
-/** Pushes every account JWT to the cluster through one node's loopback. */
-export async function pushAccounts(dir: string, clientPort: number): Promise<Array<{ account: string; result: string }>> {
-  const store = readStore(dir);
-  const creds = readFileSync(adminCredsPath(dir));
-  const nc = await connect({
-    servers: `127.0.0.1:${clientPort}`,
-    authenticator: credsAuthenticator(creds),
-    ignoreClusterUpdates: true,
-    name: "nats-tsnet auth push",
-  });
-  try {
-    const out = [];
-    for (const a of store.accounts) {
-      const r = await nc.request("$SYS.REQ.CLAIMS.UPDATE", a.jwt, { timeout: 10_000 });
-      const body = r.json<{ data?: { message?: string }; error?: { description?: string } }>();
-      if (body.error) throw new OperationError("ERR_AUTH_PUSH", `pushing account ${a.name}: ${body.error.description}`);
-      out.push({ account: a.name, result: body.data?.message ?? "ok" });
-    }
-    return out;
-  } finally {
-    await nc.close();
-  }
+/** Adds an unscoped signing key to an account; it becomes the one new users are signed with. */
+export async function addSigningKey(dir: string, account: string): Promise<string> {
+  const sk = saveSigningKey(dir, createAccount());
+  await editAccount(dir, account, (nats) => void (nats.signing_keys = [...(nats.signing_keys ?? []), sk]));
+  return sk;
 }
 
 /**
- * Takes over an operator made with nsc: its store directory
- * (<store>/<operator>/...) and nkeys directory (<nkeys>/keys/<P>/<xx>/<pub>.nk).
+ * Takes a signing key (plain or a role's) out of an account and deletes its
+ * seed: once pushed, users it signed are refused.
  */
-export async function importNsc(opts: { operatorDir: string; nkeysDir: string; dest: string }): Promise<StoreInfo> {
-  const name = opts.operatorDir.replace(/\/+$/, "").split("/").pop()!;
-  const opJwt = readFileSync(join(opts.operatorDir, `${name}.jwt`), "utf8").trim();
-  const seedFor = (pub: string) => {
-    const p = join(opts.nkeysDir, "keys", pub[0]!, pub.slice(1, 3), `${pub}.nk`);
-    if (!existsSync(p)) fail("ERR_AUTH_IMPORT", `no seed for ${pub} under ${opts.nkeysDir} (looked for ${p})`);
-    return readFileSync(p, "utf8").trim();
-  };
-  const op = decode(opJwt);
-  mkdirSync(opts.dest, { recursive: true, mode: 0o700 });
-  writeFileSync(join(opts.dest, "operator.jwt"), opJwt + "\n");
-  writeSecret(join(opts.dest, "operator.nk"), seedFor(op.sub) + "\n");
-  const accRoot = join(opts.operatorDir, "accounts");
-  for (const acc of existsSync(accRoot) ? readdirSync(accRoot) : []) {
-    const jwt = readFileSync(join(accRoot, acc, `${acc}.jwt`), "utf8").trim();
-    const d = join(opts.dest, "accounts", acc);
-    mkdirSync(join(d, "users"), { recursive: true, mode: 0o700 });
-    writeFileSync(join(d, "account.jwt"), jwt + "\n");
-    writeSecret(join(d, "account.nk"), seedFor(decode(jwt).sub) + "\n");
-  }
-  const store = readStore(opts.dest);
-  if (!existsSync(adminCredsPath(opts.dest))) {
-    const sysName = store.accounts.find((a) => a.pub === store.systemAccount.pub)!.name;
-    if (sysName !== SYS) fail("ERR_AUTH_IMPORT", `the system account is named ${sysName}; nats-tsnet expects ${SYS}`);
-    await addUser(opts.dest, SYS, ADMIN, { proxyRequired: false });
-  }
-  return store;
+export async function removeSigningKey(dir: string, account: string, pub: string): Promise<void> {
+  const acc = readAccount(dir, account);
+  if (!acc.signingKeys.includes(pub) && !acc.roles.some((r) => r.key === pub))
+    throw new UsageError("ERR_AUTH_KEY_MISSING", `${pub} is not a signing key of account ${account}`);
+  await editAccount(dir, account, (nats) => {
+    nats.signing_keys = (nats.signing_keys ?? []).filter((k) => (typeof k === "string" ? k : k.key) !== pub);
+  });
+  rmSync(join(dir, "keys", `${pub}.nk`), { force: true });
+}
+
+/**
+ * A role: a scoped signing key whose template is the permissions of every
+ * user it signs. nats-server expands {{name()}}, {{subject()}},
+ * {{account-name()}}, {{tag(k)}} and {{account-tag(k)}} per user. Adding an
+ * existing role replaces its template and keeps its key.
+ */
+export async function addRole(dir: string, account: string, role: string, template: Partial<UserPermissionsLimits>): Promise<string> {
+  checkName("role", role);
+  const existing = readAccount(dir, account).roles.find((r) => r.role === role);
+  const key = existing?.key ?? saveSigningKey(dir, createAccount());
+  const scoped: SigningKey = { kind: "user_scope", key, role, template };
+  await editAccount(dir, account, (nats) => {
+    const others = (nats.signing_keys ?? []).filter((k) => (typeof k === "string" ? k : k.key) !== key);
+    nats.signing_keys = [...others, scoped];
+  });
+  return key;
 }
