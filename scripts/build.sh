@@ -15,16 +15,16 @@ hash_of() { # files... -> short hash of their contents plus the Go version
   { echo "$gover"; cat "$@"; } | sha256sum | cut -c1-16
 }
 
-# build NAME DIR PKG HASH: builds PKG in module DIR to .cache/bin/NAME-HASH
-# and points .cache/bin/NAME at it.
+# build NAME DIR PKG HASH [TAGS]: builds PKG in module DIR (with Go build
+# tags TAGS) to .cache/bin/NAME-HASH and points .cache/bin/NAME at it.
 build() {
-  local name=$1 dir=$2 pkg=$3 h=$4 out="$bin/$1-$4"
+  local name=$1 dir=$2 pkg=$3 h=$4 tags=${5:-} out="$bin/$1-$4"
   if [ -x "$out" ]; then
     echo "build: $name up to date ($h)"
   else
     local t0=$SECONDS
     echo "build: $name ($h) ..."
-    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$out.tmp" "$pkg")
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags="-s -w" -o "$out.tmp" "$pkg")
     mv "$out.tmp" "$out"
     echo "build: $name done in $((SECONDS - t0))s"
     # Keep only the newest build of each name.
@@ -35,8 +35,11 @@ build() {
 }
 
 dp="$root/dataplane"
+# ts_omit_peerapiserver: tsnet's peerAPI answers every tailnet peer, whatever
+# the ACL says, and no tsnet option turns it off; the bridge needs none of it.
+bridge_tags=ts_omit_peerapiserver
 build nats-tsnet-bridge "$dp" ./cmd/nats-tsnet-bridge \
-  "$(hash_of "$dp/go.mod" "$dp/go.sum" $(find "$dp" -name '*.go' | sort))"
+  "$(echo "$bridge_tags" | hash_of - "$dp/go.mod" "$dp/go.sum" $(find "$dp" -name '*.go' | sort))" "$bridge_tags"
 # natscli is the load generator of the benchmarks (`nats bench`); nsc makes
 # operator stores in the tests the way NATS users make them.
 for tool in nats-server headscale natscli nsc; do

@@ -57,18 +57,15 @@ type Forwarder struct {
 	Post func(c, up net.Conn) (net.Conn, net.Conn, error)
 	Log  *slog.Logger
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	done  chan struct{}
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 func (f *Forwarder) Addr() string { return f.Listener.Addr().String() }
 
 // Serve runs until the listener is closed.
 func (f *Forwarder) Serve() {
-	f.conns = map[net.Conn]struct{}{}
-	f.done = make(chan struct{})
-	defer close(f.done)
 	for {
 		c, err := f.Listener.Accept()
 		if err != nil {
@@ -77,23 +74,38 @@ func (f *Forwarder) Serve() {
 			}
 			return
 		}
+		// Tracked before its goroutine starts, so that Close cannot miss
+		// a connection it raced with.
+		if !f.track(c) {
+			_ = c.Close()
+			continue
+		}
 		go f.handle(c)
 	}
 }
 
-func (f *Forwarder) track(c net.Conn, on bool) {
+// track registers c for Close; it reports false once Close has run.
+func (f *Forwarder) track(c net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if on {
-		f.conns[c] = struct{}{}
-	} else {
-		delete(f.conns, c)
+	if f.closed {
+		return false
 	}
+	if f.conns == nil {
+		f.conns = map[net.Conn]struct{}{}
+	}
+	f.conns[c] = struct{}{}
+	return true
+}
+
+func (f *Forwarder) untrack(c net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.conns, c)
 }
 
 func (f *Forwarder) handle(c net.Conn) {
-	f.track(c, true)
-	defer f.track(c, false)
+	defer f.untrack(c)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
@@ -162,6 +174,7 @@ func (f *Forwarder) handle(c net.Conn) {
 func (f *Forwarder) Close() {
 	_ = f.Listener.Close()
 	f.mu.Lock()
+	f.closed = true
 	for c := range f.conns {
 		_ = c.Close()
 	}

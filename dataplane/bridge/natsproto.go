@@ -66,6 +66,26 @@ func rewriteConnect(line []byte, edit func(map[string]json.RawMessage) error) ([
 	return append(append([]byte("CONNECT "), out...), '\r', '\n'), nil
 }
 
+// setField sets key in a CONNECT object after dropping every key that
+// nats-server would read as the same field. It decodes CONNECT with
+// encoding/json, which matches keys case-insensitively with Unicode
+// folding ("proxy_\u017fig", long s, is proxy_sig) and lets the last
+// duplicate win; json.Marshal sorts map keys, so a variant sorting after
+// ours would override the value the bridge vouches for.
+func setField(m map[string]json.RawMessage, key string, v any) {
+	dropField(m, key)
+	m[key], _ = json.Marshal(v)
+}
+
+// dropField deletes key and every variant nats-server would fold into it.
+func dropField(m map[string]json.RawMessage, key string) {
+	for k := range m {
+		if strings.EqualFold(k, key) {
+			delete(m, k)
+		}
+	}
+}
+
 // bufConn is a net.Conn whose reads come through a bufio.Reader, so bytes
 // read ahead while parsing the first line are not lost to the pump.
 type bufConn struct {
@@ -139,8 +159,7 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 		return nil, nil, err
 	}
 	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
-		b, _ := json.Marshal(base64.RawURLEncoding.EncodeToString(sig))
-		m["proxy_sig"] = b
+		setField(m, "proxy_sig", base64.RawURLEncoding.EncodeToString(sig))
 		if label != nil {
 			if who := label(client.RemoteAddr().String()); who != "" {
 				var name string
@@ -148,7 +167,7 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 				if name != "" {
 					who += " " + name
 				}
-				m["name"], _ = json.Marshal(who)
+				setField(m, "name", who)
 			}
 		}
 		return nil
@@ -178,7 +197,17 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 //     CONNECT and strips it before it leaves, so a local process cannot use
 //     the forwarder as a way into a peer's cluster either.
 type RouteSecret struct {
-	User, Pass string
+	User string `json:"user"`
+	Pass string `json:"pass"`
+}
+
+// Validate refuses an empty secret: CheckRoute would then admit any local
+// process whose CONNECT carries no credentials at all.
+func (rs RouteSecret) Validate() error {
+	if rs.User == "" || rs.Pass == "" {
+		return coded(ErrBadArgs, "routeSecret needs user and pass")
+	}
+	return nil
 }
 
 // InjectRoute rewrites the peer's route CONNECT to carry our secret. The
@@ -190,8 +219,8 @@ func (rs RouteSecret) InjectRoute(peer, upstream net.Conn) (net.Conn, error) {
 		return nil, fmt.Errorf("reading route CONNECT: %w", err)
 	}
 	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
-		m["user"], _ = json.Marshal(rs.User)
-		m["pass"], _ = json.Marshal(rs.Pass)
+		setField(m, "user", rs.User)
+		setField(m, "pass", rs.Pass)
 		return nil
 	})
 	if err != nil {
@@ -219,8 +248,8 @@ func (rs RouteSecret) CheckRoute(local net.Conn) (net.Conn, []byte, error) {
 		if subtle.ConstantTimeCompare([]byte(user+"\x00"+pass), []byte(rs.User+"\x00"+rs.Pass)) != 1 {
 			return errors.New("route CONNECT without this node's route secret: not our nats-server")
 		}
-		delete(m, "user")
-		delete(m, "pass")
+		dropField(m, "user")
+		dropField(m, "pass")
 		return nil
 	})
 	if err != nil {

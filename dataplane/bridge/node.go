@@ -100,12 +100,12 @@ func Up(ctx context.Context, o Options, log *slog.Logger) (*Node, error) {
 	}
 	signer, err := NewSigner()
 	if err != nil {
-		return nil, coded("ERR_KEY", "making the trusted-proxy key: %w", err)
+		return nil, coded(ErrKey, "making the trusted-proxy key: %w", err)
 	}
 	n := &Node{Srv: srv, Log: log, diag: diag, fwds: map[string]*Forwarder{}, signer: signer}
 	lc, err := srv.LocalClient()
 	if err != nil {
-		return nil, coded("ERR_TAILNET_START", "starting tsnet: %w", err)
+		return nil, coded(ErrTailnetStart, "starting tsnet: %w", err)
 	}
 	n.LC = lc
 
@@ -156,7 +156,7 @@ func (n *Node) watchUp(ctx context.Context, fail chan<- error) {
 			return
 		}
 		if nt.BrowseToURL != nil && *nt.BrowseToURL != "" {
-			fail <- coded("ERR_TAILNET_AUTH", "control server wants interactive login (%s): the auth key was refused or is missing", *nt.BrowseToURL)
+			fail <- coded(ErrTailnetAuth, "control server wants interactive login (%s): the auth key was refused or is missing", *nt.BrowseToURL)
 			return
 		}
 		if nt.State != nil && *nt.State == ipn.Running {
@@ -186,15 +186,15 @@ func (n *Node) explainUpFailure(o Options, err error) error {
 		control = "the Tailscale control plane"
 	}
 	if l := find("invalid key", "authkey", "auth key", "not valid", "expired", "unauthorized", "401", "403"); l != "" {
-		return coded("ERR_TAILNET_AUTH", "the control server %s refused the auth key: %s", control, l)
+		return coded(ErrTailnetAuth, "the control server %s refused the auth key: %s", control, l)
 	}
 	if l := find("connection refused", "no route to host", "network is unreachable", "i/o timeout", "no such host", "dial tcp", "fetch control key"); l != "" {
-		return coded("ERR_TAILNET_CONTROL_UNREACHABLE", "cannot reach the control server %s within %s: %s", control, o.UpTimeout, l)
+		return coded(ErrTailnetControlUnreachable, "cannot reach the control server %s within %s: %s", control, o.UpTimeout, l)
 	}
 	if strings.Contains(err.Error(), "deadline") {
-		return coded("ERR_TAILNET_UP_TIMEOUT", "not connected to the tailnet within %s (control server %s); last log line: %q", o.UpTimeout, control, lastOr(lines))
+		return coded(ErrTailnetUpTimeout, "not connected to the tailnet within %s (control server %s); last log line: %q", o.UpTimeout, control, lastOr(lines))
 	}
-	return coded("ERR_TAILNET_START", "joining the tailnet failed: %v", err)
+	return coded(ErrTailnetStart, "joining the tailnet failed: %v", err)
 }
 
 func lastOr(lines []string) string {
@@ -254,12 +254,15 @@ type WhoIsResult struct {
 	Device Device          `json:"device"`
 	User   string          `json:"user,omitempty"`
 	Caps   json.RawMessage `json:"caps,omitempty"`
+	// Label is the identity as operators see it, the same text the bridge
+	// puts in front of a client's connection name (IdentityLabel).
+	Label string `json:"label"`
 }
 
 func (n *Node) WhoIs(ctx context.Context, addr string) (*WhoIsResult, error) {
 	who, err := n.LC.WhoIs(ctx, addr)
 	if err != nil {
-		return nil, coded("ERR_WHOIS", "whois %s: %w", addr, err)
+		return nil, coded(ErrWhois, "whois %s: %w", addr, err)
 	}
 	r := &WhoIsResult{}
 	if who.Node != nil {
@@ -287,26 +290,40 @@ func (n *Node) WhoIs(ctx context.Context, addr string) (*WhoIsResult, error) {
 		b, _ := json.Marshal(who.CapMap)
 		r.Caps = b
 	}
+	login := ""
+	if who.UserProfile != nil {
+		login = who.UserProfile.LoginName
+	}
+	r.Label = IdentityLabel(r.Device.Tags, login, r.Device.Name)
 	return r, nil
 }
 
-// label names the tailnet identity behind an address: tags for a tagged
-// device, the owner's login otherwise, and the device name.
+// IdentityLabel names a tailnet identity for people: the tags of a tagged
+// device, the owner's login otherwise, then the device name in brackets
+// ("alice@example.com (laptop)", "tag:svc (svc-1)"). It is the one place
+// this text is made: connection names and the control plane's logs both
+// use it.
+func IdentityLabel(tags []string, login, device string) string {
+	who := login
+	if len(tags) > 0 {
+		who = strings.Join(tags, ",")
+	}
+	if who == "" {
+		return "(" + device + ")"
+	}
+	return who + " (" + device + ")"
+}
+
+// label names the tailnet identity behind an address (IdentityLabel), or
+// "" when the tailnet does not know it.
 func (n *Node) label(remote string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	who, err := n.LC.WhoIs(ctx, remote)
-	if err != nil || who.Node == nil {
+	r, err := n.WhoIs(ctx, remote)
+	if err != nil || r.Device.Name == "" {
 		return ""
 	}
-	device, _, _ := strings.Cut(strings.TrimSuffix(who.Node.Name, "."), ".")
-	if len(who.Node.Tags) > 0 {
-		return strings.Join(who.Node.Tags, ",") + " (" + device + ")"
-	}
-	if who.UserProfile != nil {
-		return who.UserProfile.LoginName + " (" + device + ")"
-	}
-	return "(" + device + ")"
+	return r.Label
 }
 
 // AdmitTags admits callers whose device carries at least one of tags.
@@ -329,33 +346,14 @@ func (n *Node) AdmitTags(tags []string) Admit {
 	}
 }
 
-// ListenArgs opens a tailnet listener that forwards to a local target.
-type ListenArgs struct {
-	Name          string   `json:"name"`
-	Port          int      `json:"port"`
-	Target        string   `json:"target"`
-	ProxyProtocol bool     `json:"proxyProtocol"`
-	AllowTags     []string `json:"allowTags,omitempty"`
-	// SignClients makes this a NATS trusted proxy: proxy_sig goes into
-	// every client's CONNECT.
-	SignClients bool `json:"signClients,omitempty"`
-	// NameClients prefixes each client's CONNECT name with its tailnet
-	// identity ("alice@example.com (laptop)" or "tag:svc (svc-1)").
-	NameClients bool `json:"nameClients,omitempty"`
-	// RouteSecret is put into every inbound route's CONNECT.
-	RouteSecret *RouteSecret `json:"routeSecret,omitempty"`
-}
-
-func (n *Node) Listen(a ListenArgs) (any, error) {
-	if a.Name == "" || a.Port <= 0 || a.Port > 65535 || a.Target == "" {
-		return nil, coded("ERR_BAD_ARGS", "listen needs name, port 1-65535 and target")
-	}
-	if err := mustLoopback(a.Target); err != nil {
+// Listen opens a tailnet listener that forwards to a loopback target.
+func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
+	if err := a.Validate(); err != nil {
 		return nil, err
 	}
 	ln, err := n.Srv.Listen("tcp", fmt.Sprintf(":%d", a.Port))
 	if err != nil {
-		return nil, coded("ERR_LISTEN", "tailnet listen :%d: %w", a.Port, err)
+		return nil, coded(ErrListen, "tailnet listen :%d: %w", a.Port, err)
 	}
 	f := &Forwarder{
 		Name:        a.Name,
@@ -378,6 +376,7 @@ func (n *Node) Listen(a ListenArgs) (any, error) {
 		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) { return n.signer.signClient(c, up, &n.Denials, label) }
 	}
 	if rs := a.RouteSecret; rs != nil {
+		// Validate made sure this does not replace the signing Post.
 		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) {
 			nc, err := rs.InjectRoute(c, up)
 			return nc, up, err
@@ -386,33 +385,21 @@ func (n *Node) Listen(a ListenArgs) (any, error) {
 	if err := n.add(f); err != nil {
 		return nil, err
 	}
-	return map[string]any{"name": a.Name, "port": a.Port}, nil
+	return &ListenResult{Name: a.Name, Port: a.Port}, nil
 }
 
-// ForwardArgs opens a loopback listener whose connections are dialed out
-// over the tailnet to the first reachable target.
-type ForwardArgs struct {
-	Name    string   `json:"name"`
-	Listen  string   `json:"listen"`
-	Targets []string `json:"targets"`
-	// RouteSecret, when set, admits only callers whose route CONNECT
-	// carries it (our own nats-server) and strips it before it leaves.
-	RouteSecret *RouteSecret `json:"routeSecret,omitempty"`
-}
-
-func (n *Node) Forward(a ForwardArgs) (any, error) {
-	if a.Name == "" || len(a.Targets) == 0 {
-		return nil, coded("ERR_BAD_ARGS", "forward needs name and targets")
+// Forward opens a loopback listener whose connections go out over the
+// tailnet to the first target that answers.
+func (n *Node) Forward(a ForwardArgs) (*ForwardResult, error) {
+	if err := a.Validate(); err != nil {
+		return nil, err
 	}
 	if a.Listen == "" {
 		a.Listen = "127.0.0.1:0"
 	}
-	if err := mustLoopback(a.Listen); err != nil {
-		return nil, err
-	}
 	ln, err := net.Listen("tcp", a.Listen)
 	if err != nil {
-		return nil, coded("ERR_LISTEN", "loopback listen %s: %w", a.Listen, err)
+		return nil, coded(ErrListen, "loopback listen %s: %w", a.Listen, err)
 	}
 	targets := slices.Clone(a.Targets)
 	f := &Forwarder{
@@ -429,7 +416,7 @@ func (n *Node) Forward(a ForwardArgs) (any, error) {
 	if err := n.add(f); err != nil {
 		return nil, err
 	}
-	return map[string]any{"name": a.Name, "addr": f.Addr()}, nil
+	return &ForwardResult{Name: a.Name, Addr: f.Addr()}, nil
 }
 
 func (n *Node) add(f *Forwarder) error {
@@ -437,7 +424,7 @@ func (n *Node) add(f *Forwarder) error {
 	defer n.mu.Unlock()
 	if _, dup := n.fwds[f.Name]; dup {
 		_ = f.Listener.Close()
-		return coded("ERR_EXISTS", "a listener named %q exists", f.Name)
+		return coded(ErrExists, "a listener named %q exists", f.Name)
 	}
 	n.fwds[f.Name] = f
 	go f.Serve()
@@ -453,7 +440,7 @@ func (n *Node) CloseListener(name string, drain bool) error {
 	delete(n.fwds, name)
 	n.mu.Unlock()
 	if !ok {
-		return coded("ERR_NOT_FOUND", "no listener named %q", name)
+		return coded(ErrNotFound, "no listener named %q", name)
 	}
 	if drain {
 		_ = f.Listener.Close()
@@ -473,20 +460,6 @@ func (n *Node) CloseAll() {
 	for _, f := range fs {
 		f.Close()
 	}
-}
-
-// mustLoopback keeps the bridge from ever being told to open or reach a
-// real interface: the product's promise is that only the tailnet is a face.
-func mustLoopback(hostport string) error {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return coded("ERR_BAD_ARGS", "bad address %q: %w", hostport, err)
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.IsLoopback() {
-		return coded("ERR_NOT_LOOPBACK", "address %q is not on loopback", hostport)
-	}
-	return nil
 }
 
 // WatchPeers emits the status whenever the netmap changes. Up to tailscale

@@ -14,10 +14,12 @@ const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({
 const alice = identityOf({
   device: { id: "1", name: "laptop", dnsName: "laptop.ts.net", hostName: "laptop", ips: [], tags: [], online: true },
   user: "alice@example.com",
+  label: "alice@example.com (laptop)",
 });
 const svc = identityOf({
   device: { id: "2", name: "svc-1", dnsName: "svc-1.ts.net", hostName: "svc-1", ips: [], tags: ["tag:svc"], online: true },
   user: "tagged-devices",
+  label: "tag:svc (svc-1)",
 });
 
 describe("identity", () => {

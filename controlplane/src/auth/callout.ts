@@ -130,7 +130,7 @@ export class AuthCallout {
       // The bridge shows the client this reason in place of the bare violation.
       await this.o
         .bridge()
-        .request("denied", { ip, reason: d.decision.reason })
+        .denied(ip, d.decision.reason)
         .catch(() => {});
       return respond({ error: d.decision.reason });
     }

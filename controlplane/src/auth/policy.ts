@@ -22,8 +22,8 @@ export function identityOf(w: WhoIs): Identity {
   const tags = w.device.tags ?? [];
   const user = tags.length ? "" : (w.user ?? w.device.user ?? "");
   const device = w.device.name || w.device.hostName;
-  const who = tags.length ? tags.join(",") : user;
-  return { user, tags, device, label: `${who} (${device})` };
+  // The label comes from the bridge, which names connections with the same text.
+  return { user, tags, device, label: w.label };
 }
 
 /**

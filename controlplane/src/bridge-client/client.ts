@@ -35,6 +35,8 @@ export interface WhoIs {
   device: Device;
   user?: string;
   caps?: Record<string, unknown[]>;
+  /** The identity as operators see it; the bridge makes it (IdentityLabel) for connection names too. */
+  label: string;
 }
 
 export interface BridgeOptions {
@@ -176,6 +178,10 @@ export class Bridge extends EventEmitter {
   }
   forward(a: { name: string; listen?: string; targets: string[]; routeSecret?: RouteSecret }): Promise<{ name: string; addr: string }> {
     return this.request("forward", a);
+  }
+  /** Tells the bridge why the callout refused ip, so the client sees the reason. */
+  denied(ip: string, reason: string): Promise<unknown> {
+    return this.request("denied", { ip, reason });
   }
   /** Closes a listener; with drain, its open connections are left to finish. */
   closeListener(name: string, drain = false): Promise<unknown> {

@@ -82,7 +82,7 @@ func main() {
 	if authFile != "" {
 		b, err := os.ReadFile(authFile)
 		if err != nil {
-			fatalf(exitUsage, "ERR_AUTH_KEY_FILE", "reading auth key file: %v", err)
+			fatalf(exitUsage, bridge.ErrAuthKeyFile, "reading auth key file: %v", err)
 		}
 		o.AuthKey = strings.TrimSpace(string(b))
 	}
@@ -90,7 +90,7 @@ func main() {
 	os.Unsetenv("TS_AUTHKEY")
 	os.Unsetenv("TS_AUTH_KEY")
 	if o.Hostname == "" || o.Dir == "" {
-		fatalf(exitUsage, "ERR_USAGE", "--hostname and --dir are required")
+		fatalf(exitUsage, bridge.ErrUsage, "--hostname and --dir are required")
 	}
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level(o.Verbose)}))
@@ -103,7 +103,7 @@ func main() {
 		runNode(ctx, ch, o, log)
 	case "client":
 		if to == "" {
-			fatalf(exitUsage, "ERR_USAGE", "client mode needs --to host:port")
+			fatalf(exitUsage, bridge.ErrUsage, "client mode needs --to host:port")
 		}
 		runClient(ctx, ch, o, log, listen, to, socksAddr)
 	default:
@@ -127,7 +127,7 @@ func level(verbose bool) slog.Level {
 // plane to map to its own error) and on stderr (for a human), then exits.
 func fatalf(code int, errCode, format string, a ...any) {
 	msg := fmt.Sprintf(format, a...)
-	b, _ := json.Marshal(bridge.Event{Event: "fatal", Data: bridge.ErrorBody{Code: errCode, Message: msg}})
+	b, _ := json.Marshal(bridge.Event{Event: bridge.EventFatal, Data: bridge.ErrorBody{Code: errCode, Message: msg}})
 	fmt.Fprintln(os.Stdout, string(b))
 	fmt.Fprintln(os.Stderr, "nats-tsnet-bridge: "+msg)
 	os.Exit(code)
@@ -137,7 +137,7 @@ func up(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slog.Log
 	n, err := bridge.Up(ctx, o, log)
 	if err != nil {
 		var ce *bridge.CodedError
-		code := "ERR_TAILNET"
+		code := bridge.ErrTailnet
 		if errors.As(err, &ce) {
 			code = ce.Code
 		}
@@ -145,60 +145,25 @@ func up(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slog.Log
 	}
 	st, err := n.Status(ctx)
 	if err != nil {
-		fatalf(exitTailnet, "ERR_TAILNET", "status after join: %v", err)
+		fatalf(exitTailnet, bridge.ErrTailnet, "status after join: %v", err)
 	}
-	ch.Emit("up", st)
+	// A failed write breaks the channel; Serve then returns it and
+	// serveControl exits, so events need no error handling of their own.
+	_ = ch.Emit(bridge.EventUp, st)
 	return n
 }
 
 func serveControl(ctx context.Context, ch *bridge.Channel, n *bridge.Node, stop func()) {
-	ch.Handle("status", func(json.RawMessage) (any, error) { return n.Status(ctx) })
-	ch.Handle("whois", func(raw json.RawMessage) (any, error) {
-		var a struct {
-			Addr string `json:"addr"`
-		}
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return n.WhoIs(ctx, a.Addr)
-	})
-	ch.Handle("listen", func(raw json.RawMessage) (any, error) {
-		var a bridge.ListenArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return n.Listen(a)
-	})
-	ch.Handle("forward", func(raw json.RawMessage) (any, error) {
-		var a bridge.ForwardArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return n.Forward(a)
-	})
-	ch.Handle("denied", func(raw json.RawMessage) (any, error) {
-		var a struct {
-			IP     string `json:"ip"`
-			Reason string `json:"reason"`
-		}
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		n.Denials.Add(a.IP, a.Reason)
-		return map[string]any{}, nil
-	})
-	ch.Handle("close", func(raw json.RawMessage) (any, error) {
-		var a struct {
-			Name  string `json:"name"`
-			Drain bool   `json:"drain"`
-		}
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return map[string]any{}, n.CloseListener(a.Name, a.Drain)
-	})
+	n.HandleOps(ctx, ch)
 	go func() {
-		_ = ch.Serve(os.Stdin)
+		err := ch.Serve(os.Stdin)
+		var we *bridge.WriteError
+		if errors.As(err, &we) {
+			// The control plane is gone or deaf; there is nobody left to
+			// serve, and no clean way to tell anyone.
+			fmt.Fprintf(os.Stderr, "control channel write failed: %v\n", we.Err)
+			os.Exit(exitControl)
+		}
 		// Stdin closed: our supervisor is gone. Never run unsupervised.
 		stop()
 	}()
@@ -208,7 +173,7 @@ func runNode(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slo
 	ctx, stop := context.WithCancel(ctx)
 	n := up(ctx, ch, o, log)
 	serveControl(ctx, ch, n, stop)
-	go n.WatchPeers(ctx, func(st *bridge.Status) { ch.Emit("peers", st) }, func() { ch.Emit("netmap", nil) })
+	go n.WatchPeers(ctx, func(st *bridge.Status) { _ = ch.Emit(bridge.EventPeers, st) }, func() { _ = ch.Emit(bridge.EventNetmap, nil) })
 	<-ctx.Done()
 	n.CloseAll()
 	time.Sleep(100 * time.Millisecond) // let the FINs leave before the netstack goes
@@ -225,13 +190,18 @@ func localListener(spec string) (net.Listener, error) {
 		}
 		f := os.NewFile(uintptr(num), "listener")
 		defer f.Close()
-		return net.FileListener(f)
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, err
+		}
+		// The parent's word is not enough: the promise is loopback only.
+		if !bridge.IsLoopbackHostPort(ln.Addr().String()) {
+			ln.Close()
+			return nil, fmt.Errorf("inherited %s is bound to %s, not a loopback address", spec, ln.Addr())
+		}
+		return ln, nil
 	}
-	host, _, err := net.SplitHostPort(spec)
-	if err != nil {
-		return nil, err
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	if !bridge.IsLoopbackHostPort(spec) {
 		return nil, fmt.Errorf("%s is not a loopback address", spec)
 	}
 	return net.Listen("tcp", spec)
@@ -241,12 +211,12 @@ func runClient(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *s
 	ctx, stop := context.WithCancel(ctx)
 	ln, err := localListener(listen)
 	if err != nil {
-		fatalf(exitUsage, "ERR_LISTEN", "listen %s: %v", listen, err)
+		fatalf(exitUsage, bridge.ErrListen, "listen %s: %v", listen, err)
 	}
 	var socksLn net.Listener
 	if socksAddr != "" {
 		if socksLn, err = localListener(socksAddr); err != nil {
-			fatalf(exitUsage, "ERR_LISTEN", "socks5 listen %s: %v", socksAddr, err)
+			fatalf(exitUsage, bridge.ErrListen, "socks5 listen %s: %v", socksAddr, err)
 		}
 	}
 	n := up(ctx, ch, o, log)
@@ -260,13 +230,13 @@ func runClient(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *s
 		},
 	}
 	go f.Serve()
-	ready := map[string]any{"listen": ln.Addr().String(), "to": to}
+	ready := bridge.ReadyEvent{Listen: ln.Addr().String(), To: to}
 	if socksLn != nil {
 		s := &socks5.Server{Logf: func(string, ...any) {}, Dialer: n.Srv.Dial}
 		go func() { _ = s.Serve(socksLn) }()
-		ready["socks5"] = socksLn.Addr().String()
+		ready.Socks5 = socksLn.Addr().String()
 	}
-	ch.Emit("ready", ready)
+	_ = ch.Emit(bridge.EventReady, ready)
 	<-ctx.Done()
 	f.Close()
 	if socksLn != nil {

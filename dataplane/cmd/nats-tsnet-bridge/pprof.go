@@ -2,17 +2,17 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
+
+	"github.com/nats-tsnet/nats-tsnet/dataplane/bridge"
 )
 
 // startPprof serves the Go profiler for benchmarks. Loopback only: a
 // profile shows what the process does, which is nobody else's business.
 func startPprof(addr string) {
-	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+	if !bridge.IsLoopbackHostPort(addr) {
 		fmt.Fprintf(os.Stderr, "nats-tsnet-bridge: --pprof %s: must be a loopback address\n", addr)
 		os.Exit(exitUsage)
 	}
