@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect as tcpConnect } from "node:net";
 import { createLogger } from "../../controlplane/src/mod.ts";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import { LocalTailnet } from "../../localtailnet/mod.ts";
+import { LocalTailnet, type LabProxy } from "../../localtailnet/mod.ts";
 
 /**
  * A nats.js client for tests. Servers gossip their tailnet names to clients
@@ -112,4 +112,12 @@ export function socks5Connect(proxyPort: number, host: string, port: number): Pr
       reject(new Error("SOCKS5 timed out"));
     });
   });
+}
+
+/** Auth mode operator on two clustered nodes sharing the store, and a client device that reaches nats-2. */
+export async function startOperatorPair(t: TestTailnet, store: string): Promise<LabProxy> {
+  const config = { auth: { mode: "operator", operator_dir: store } };
+  await Promise.all(["nats-1", "nats-2"].map((n) => t.tailnet.startNode(n, { config })));
+  await t.tailnet.waitForCluster(["nats-1", "nats-2"]);
+  return t.tailnet.startProxy("client-1", { to: "nats-2:4222" });
 }

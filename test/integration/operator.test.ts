@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { credsAuthenticator } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { CLI, type LabProxy } from "../../localtailnet/mod.ts";
-import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
+import { type TestTailnet, eventually, natsConnect, startOperatorPair, startTestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();
 
@@ -33,10 +33,7 @@ describe("auth mode operator", () => {
     mkdirSync(join(t.dir, "offline"));
     renameSync(join(store, "operator.nk"), join(t.dir, "offline", "operator.nk"));
     cli(["auth", "account", "add", "ACME", "--dir", store, "--max-conns", "50", "--js-disk", String(64 * 1024 * 1024)]);
-    const config = { auth: { mode: "operator", operator_dir: store } };
-    await Promise.all(["nats-1", "nats-2"].map((n) => t.tailnet.startNode(n, { config })));
-    await t.tailnet.waitForCluster(["nats-1", "nats-2"]);
-    toNats2 = await t.tailnet.startProxy("client-1", { to: "nats-2:4222" });
+    toNats2 = await startOperatorPair(t, store);
   });
 
   after(async () => {
