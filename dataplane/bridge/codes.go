@@ -36,6 +36,6 @@ const (
 	ErrTailnetUpTimeout = "ERR_TAILNET_UP_TIMEOUT"
 	// ErrUsage: bad command line (fatal event from main).
 	ErrUsage = "ERR_USAGE"
-	// ErrAuthKeyFile: --auth-key-file could not be read (fatal event from main).
+	// ErrAuthKeyFile: --auth-key-file or --auth-key-fd could not be read (fatal event from main).
 	ErrAuthKeyFile = "ERR_AUTH_KEY_FILE"
 )

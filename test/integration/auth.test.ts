@@ -270,6 +270,28 @@ describe("auth mode tailnet: identity from the tailnet, rights from grants", () 
     assert.ok(!since.some((l) => l.msg === "connected"), "no 'connected' line for the forged connection");
   });
 
+  test("a second CONNECT cannot rename the connection: the bridge rewrites every CONNECT", async () => {
+    const s = tcpConnect(p.alice!.port, "127.0.0.1");
+    t.onCleanup(() => s.destroy());
+    let got = "";
+    s.on("data", (d) => (got += d.toString()));
+    const until = (re: RegExp, what: string) => eventually(() => re.test(got), 10_000, what);
+    await until(/^INFO /, "INFO");
+    s.write('CONNECT {"verbose":false,"name":"alice-raw","protocol":1}\r\nPING\r\n');
+    await until(/PONG\r\n/, "first PONG");
+    // The forged identity, and a PUB whose payload looks like a CONNECT: only real CONNECT lines are rewritten.
+    const fake = 'CONNECT {"name":"evil"}\r\n';
+    s.write(`CONNECT {"name":"bob (bob-laptop) payroll-app"}\r\nPUB alice.raw ${fake.length}\r\n${fake}\r\nPING\r\n`);
+    await until(/PONG\r\n[\s\S]*PONG\r\n/, "second PONG");
+    const connz = await t.tailnet.monitor("nats-1", "/connz?limit=1000");
+    const names = connz.connections.map((x: { name?: string }) => x.name ?? "");
+    assert.ok(
+      names.includes("alice (alice-laptop) bob (bob-laptop) payroll-app"),
+      `renamed under alice's identity: ${JSON.stringify(names)}`,
+    );
+    assert.ok(!names.includes("bob (bob-laptop) payroll-app"), "the forged name never shows bare");
+  });
+
   test("removing a grant cuts the live connection and its reconnect is denied", async () => {
     const alice = await natsConnect(p.alice!.url, { name: "alice-doomed", maxReconnectAttempts: 3, reconnectTimeWait: 500 });
     let disconnected = false;

@@ -3,7 +3,7 @@
 // upstream nats-server, nats.js over the tailnet through a client device.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -200,6 +200,52 @@ describe("a single node on the local tailnet", () => {
       `ERR_TAILNET_CONTROL_UNREACHABLE logged, got: ${JSON.stringify(n.lines.filter((l) => Number(l.level) >= 50))}\n${logTail(t)}`,
     );
     assert.match(String(err.msg), new RegExp(`cannot reach the control server ${dead.replace(/[.]/g, "\\.")}`));
+  });
+
+  test("the bridge gets the auth key through a pipe, never in its environment, and only without state", async () => {
+    const bridgeOf = (nodePid: number) => {
+      const kids = execFileSync("ps", ["-o", "pid=", "--ppid", String(nodePid)], { encoding: "utf8" })
+        .split("\n")
+        .map((p) => p.trim())
+        .filter(Boolean);
+      // setpriv execs, so the bridge is a direct child of the node.
+      const pid = kids.find((p) => /nats-tsnet-bridge/.test(readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0]!));
+      assert.ok(pid, `a bridge among the children of ${nodePid}: ${kids.join(", ")}`);
+      return pid;
+    };
+    const envOf = (pid: number | string) => readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").filter(Boolean);
+    const keyOf = (env: string[]) => env.find((e) => e.startsWith("TS_AUTHKEY="))?.slice("TS_AUTHKEY=".length);
+    const starts = (lines: Array<Record<string, unknown>>) => lines.filter((l) => l.msg === "bridge starting");
+    const check = (n: { child: { pid?: number } }) => {
+      const key = keyOf(envOf(n.child.pid!));
+      assert.ok(key, "the lab hands the node its key in TS_AUTHKEY");
+      const env = envOf(bridgeOf(n.child.pid!));
+      assert.deepEqual(
+        env.filter((e) => /^TS_AUTH_?KEY=/.test(e)),
+        [],
+        "no auth key variable in the bridge's environ",
+      );
+      assert.ok(!env.some((e) => e.includes(key)), "the key is nowhere in the bridge's environ");
+    };
+
+    const first = await t.tailnet.startNode("keyless", { config: { nats: { standalone: true } } });
+    check(first);
+    assert.deepEqual(
+      starts(first.lines).map((l) => l.authKey),
+      ["provided"],
+      "a new device gets the key",
+    );
+    assert.ok(!first.lines.some((l) => JSON.stringify(l).includes(keyOf(envOf(first.child.pid!))!)), "the key is never logged");
+    assert.equal((await t.tailnet.stopNode("keyless")).code, 0);
+
+    const again = await t.tailnet.startNode("keyless", { config: { nats: { standalone: true } } });
+    check(again);
+    assert.deepEqual(
+      starts(again.lines).map((l) => l.authKey),
+      ["none"],
+      "a device with state in its directory starts without the key",
+    );
+    assert.equal((await t.tailnet.stopNode("keyless")).code, 0);
   });
 
   test("SIGKILL of the node leaves no orphan bridge or nats-server", async () => {

@@ -4,6 +4,9 @@
 // the bridge's own stable codes.
 import { EventEmitter } from "node:events";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import type { Writable } from "node:stream";
 import type { Logger } from "pino";
 import { binaryPath } from "../binaries.ts";
 import { BridgeError, errorFromCode, TailnetError } from "../errors.ts";
@@ -60,6 +63,18 @@ export interface BridgeOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * Whether tsnet already holds an identity in dir (it keeps its state in
+ * tailscaled.state); then the bridge needs no auth key.
+ */
+export function hasTailnetState(dir: string): boolean {
+  try {
+    return statSync(join(dir, "tailscaled.state")).size > 0;
+  } catch {
+    return false;
+  }
+}
+
 export class Bridge extends EventEmitter {
   readonly child: ChildProcess;
   status?: TailnetStatus;
@@ -71,8 +86,24 @@ export class Bridge extends EventEmitter {
     this.child = child;
   }
 
-  /** Starts a bridge and resolves once it is on the tailnet (and, in client mode, listening). */
+  /**
+   * Starts a bridge and resolves once it is on the tailnet (and, in client
+   * mode, listening). The auth key goes along only when the state directory
+   * holds no identity yet; if the control server then wants a login after
+   * all (the device was deleted), the bridge is started once more with it.
+   */
   static async start(o: BridgeOptions): Promise<Bridge> {
+    if (!o.authKey || !hasTailnetState(o.dir)) return Bridge.startOnce(o, o.authKey);
+    try {
+      return await Bridge.startOnce(o, undefined);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== "ERR_TAILNET_AUTH") throw err;
+      o.log.warn({ dir: o.dir }, "the tailnet wants this device to log in again; retrying with the auth key");
+      return Bridge.startOnce(o, o.authKey);
+    }
+  }
+
+  private static async startOnce(o: BridgeOptions, authKey: string | undefined): Promise<Bridge> {
     const args = [o.mode, "--hostname", o.hostname, "--dir", o.dir, "--up-timeout", `${o.upTimeoutMs}ms`];
     if (o.controlUrl) args.push("--control-url", o.controlUrl);
     if (o.tags?.length) args.push("--tags", o.tags.join(","));
@@ -81,11 +112,25 @@ export class Bridge extends EventEmitter {
     if (o.listen) args.push("--listen", o.listen);
     if (o.to) args.push("--to", o.to);
     if (o.socks5) args.push("--socks5", o.socks5);
+    // The key never goes into the bridge's environment (readable in
+    // /proc/<pid>/environ for its whole life): it goes through a pipe the
+    // bridge reads once and closes.
     const env: NodeJS.ProcessEnv = { ...(o.env ?? process.env), TS_NO_LOGS_NO_SUPPORT: "true" };
     delete env.TS_AUTHKEY;
     delete env.TS_AUTH_KEY;
-    if (o.authKey) env.TS_AUTHKEY = o.authKey;
-    const child = spawnChild({ cmd: binaryPath("bridge"), args, env, wrap: o.wrap, extraStdio: o.extraStdio });
+    const extra: NonNullable<SpawnOptions["stdio"]> = Array.isArray(o.extraStdio) ? [...o.extraStdio] : [];
+    const keyFd = authKey ? 3 + extra.length : undefined;
+    if (keyFd !== undefined) {
+      extra.push("pipe");
+      args.push("--auth-key-fd", String(keyFd));
+    }
+    const child = spawnChild({ cmd: binaryPath("bridge"), args, env, wrap: o.wrap, extraStdio: extra });
+    if (keyFd !== undefined) {
+      const keyPipe = child.stdio[keyFd] as Writable | null | undefined;
+      // A bridge that dies before reading must not crash us with EPIPE.
+      keyPipe?.on("error", () => {});
+      keyPipe?.end(authKey + "\n");
+    }
     const b = new Bridge(child);
     const log = o.log.child({ component: "bridge" });
     eachLine(child.stderr, (line) => b.logLine(log, line));

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -43,6 +44,7 @@ func main() {
 		o         bridge.Options
 		tags      string
 		authFile  string
+		authFD    = fs.Int("auth-key-fd", -1, "read the auth key from this inherited file descriptor (then close it)")
 		logUpload bool
 		listen    string
 		to        string
@@ -78,17 +80,7 @@ func main() {
 	if tags != "" {
 		o.Tags = strings.Split(tags, ",")
 	}
-	o.AuthKey = os.Getenv("TS_AUTHKEY")
-	if authFile != "" {
-		b, err := os.ReadFile(authFile)
-		if err != nil {
-			fatalf(exitUsage, bridge.ErrAuthKeyFile, "reading auth key file: %v", err)
-		}
-		o.AuthKey = strings.TrimSpace(string(b))
-	}
-	// The key must not leak into anything tsnet or a child might log.
-	os.Unsetenv("TS_AUTHKEY")
-	os.Unsetenv("TS_AUTH_KEY")
+	o.AuthKey = authKey(authFile, *authFD)
 	if o.Hostname == "" || o.Dir == "" {
 		fatalf(exitUsage, bridge.ErrUsage, "--hostname and --dir are required")
 	}
@@ -96,6 +88,14 @@ func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level(o.Verbose)}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+
+	// Whether a key came along, never the key: with state in --dir the
+	// control plane passes none.
+	keyState := "none"
+	if o.AuthKey != "" {
+		keyState = "provided"
+	}
+	log.Info("bridge starting", "mode", mode, "hostname", o.Hostname, "authKey", keyState)
 
 	ch := bridge.NewChannel(os.Stdout)
 	switch mode {
@@ -109,6 +109,45 @@ func main() {
 	default:
 		usage()
 	}
+}
+
+// authKey reads the tailnet auth key: from --auth-key-fd (the control
+// plane's way: a pipe, so the key is never in /proc/<pid>/environ), else
+// --auth-key-file, else TS_AUTHKEY for people running the bridge by hand.
+// The environment is read only when neither flag is given, and cleared
+// either way (that cannot scrub /proc/<pid>/environ, which keeps the
+// initial environment: callers must not put the key there).
+func authKey(file string, fd int) string {
+	defer func() {
+		// The key must not leak into anything tsnet or a child might log.
+		os.Unsetenv("TS_AUTHKEY")
+		os.Unsetenv("TS_AUTH_KEY")
+	}()
+	switch {
+	case fd >= 0 && file != "":
+		fatalf(exitUsage, bridge.ErrUsage, "--auth-key-fd and --auth-key-file exclude each other")
+	case fd >= 0:
+		if fd <= 2 {
+			fatalf(exitUsage, bridge.ErrUsage, "--auth-key-fd %d: stdin, stdout and stderr carry the control protocol", fd)
+		}
+		f := os.NewFile(uintptr(fd), "auth-key")
+		if f == nil {
+			fatalf(exitUsage, bridge.ErrAuthKeyFile, "--auth-key-fd %d is not an open file descriptor", fd)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, 64*1024))
+		if err != nil {
+			fatalf(exitUsage, bridge.ErrAuthKeyFile, "reading auth key from fd %d: %v", fd, err)
+		}
+		return strings.TrimSpace(string(b))
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			fatalf(exitUsage, bridge.ErrAuthKeyFile, "reading auth key file: %v", err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return os.Getenv("TS_AUTHKEY")
 }
 
 func usage() {
