@@ -5,10 +5,10 @@
 // carries no headscale and no namespaces.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { createLogger, ExitCode, NatsTsnetError, UsageError } from "../controlplane/src/mod.ts";
+import { createLogger, positiveInt, runProgram, UsageError } from "../controlplane/src/mod.ts";
 import { LocalTailnet, withTimeout } from "./lab.ts";
 
 export interface DevOptions {
@@ -89,13 +89,7 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1]!, port };
 }
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
-
-async function main(argv: string[]): Promise<number> {
+function main(argv: string[]): Promise<number> {
   const program = new Command("dev")
     .description("run a local tailnet (headscale) with nodes and expose the cluster on this machine's loopback")
     .option("-n, --nodes <n>", "number of nodes", positiveInt, 3)
@@ -105,18 +99,7 @@ async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .showHelpAfterError()
     .action(runDev);
-  try {
-    await program.parseAsync(argv, { from: "user" });
-    return ExitCode.ok;
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-    if (e instanceof NatsTsnetError) {
-      process.stderr.write(`dev: ${e.code}: ${e.message}\n`);
-      return e.exitCode;
-    }
-    process.stderr.write(`dev: unexpected error: ${(e as Error).stack ?? e}\n`);
-    return ExitCode.failure;
-  }
+  return runProgram(program, argv, "dev");
 }
 
 if (import.meta.main) process.exit(await main(process.argv.slice(2)));

@@ -59,3 +59,5 @@ export {
 } from "./auth/keys.ts";
 export { nscKeys } from "./auth/operator-nsc.ts";
 export { deepMerge } from "./util/objects.ts";
+export { runProgram } from "./cli/main.ts";
+export { positiveInt } from "./cli/options.ts";

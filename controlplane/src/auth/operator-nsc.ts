@@ -5,12 +5,12 @@
 // is checked before anything is written.
 //   nsc store:  <stores>/<op>/<op>.jwt, <stores>/<op>/accounts/<A>/<A>.jwt
 //   nkeys:      <nkeys>/keys/<P>/<xx>/<pub>.nk, <nkeys>/creds/<op>/<A>/<user>.creds
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { decode, type Account, type ClaimsData, type Operator } from "@nats-io/jwt";
 import { UsageError } from "../errors.ts";
 import { accountView, operatorView, userSigner, type KeySource } from "./keys.ts";
-import { ADMIN, SYS, accountDir, adminCredsPath, readStore, writeSecret, type StoreInfo } from "./operator-store.ts";
+import { ADMIN, SYS, accountDir, adminCredsPath, readStore, writeSecret, type StoreInfo, writePublic } from "./operator-store.ts";
 import { addUser } from "./operator-users.ts";
 
 /** nsc's key store: one file per public key, sharded by its first three characters. */
@@ -57,13 +57,13 @@ export async function importNsc(opts: { operatorDir: string; nkeysDir: string; d
     else if (signing) missing.push(pub);
   };
   mkdirSync(join(opts.dest, "keys"), { recursive: true, mode: 0o700 });
-  writeFileSync(join(opts.dest, "operator.jwt"), op.jwt + "\n");
+  writePublic(join(opts.dest, "operator.jwt"), op.jwt + "\n");
   copySeed(op.claims.sub, join(opts.dest, "operator.nk"), false);
   for (const k of operatorView(op.claims).signingKeys) copySeed(k, join(opts.dest, "keys", `${k}.nk`), true);
   for (const a of accounts) {
     const d = accountDir(opts.dest, a.name);
     mkdirSync(join(d, "users"), { recursive: true, mode: 0o700 });
-    writeFileSync(join(d, "account.jwt"), a.jwt + "\n");
+    writePublic(join(d, "account.jwt"), a.jwt + "\n");
     copySeed(a.claims.sub, join(d, "account.nk"), false);
     const v = accountView(a.claims);
     for (const k of [...v.signingKeys, ...v.roles.map((r) => r.key)]) copySeed(k, join(opts.dest, "keys", `${k}.nk`), true);

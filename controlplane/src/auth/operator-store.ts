@@ -7,7 +7,7 @@
 // Identity keys (operator.nk, account.nk) are needed only to change the
 // operator's own JWT; with strict signing-key usage (the default) they can be
 // moved off the host, and every day-to-day command uses keys/.
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fromSeed, type KeyPair } from "@nats-io/nkeys";
 import { decode, encodeAccount, type Account, type ClaimsData, type Operator } from "@nats-io/jwt";
@@ -33,6 +33,8 @@ export function checkName(kind: string, name: string): void {
 }
 
 export const writeSecret = (path: string, data: string | Uint8Array) => writeFileAtomic(path, data, 0o600);
+/** JWTs: public, but nodes read them while commands write them, so whole or not at all. */
+export const writePublic = (path: string, data: string) => writeFileAtomic(path, data, 0o644);
 export const seedText = (kp: KeyPair) => new TextDecoder().decode(kp.getSeed());
 
 function storeError(path: string, what: string, cause?: unknown): never {
@@ -158,7 +160,7 @@ export async function writeAccountJwt(dir: string, name: string, accountPub: str
   const signer = ring.pair(accountSigner(readOperator(dir), ring));
   const jwt = await encodeAccount(name, accountPub, nats, { signer });
   mkdirSync(join(accountDir(dir, name), "users"), { recursive: true, mode: 0o700 });
-  writeFileSync(join(accountDir(dir, name), "account.jwt"), jwt + "\n");
+  writePublic(join(accountDir(dir, name), "account.jwt"), jwt + "\n");
   return jwt;
 }
 

@@ -9,7 +9,7 @@
 // signing key next to their identity key, the operator is strict (accepts
 // signing keys only), and identity keys can leave the host. Which key signs
 // what is decided in keys.ts; the layout is in operator-store.ts.
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createAccount, createOperator } from "@nats-io/nkeys";
 import { encodeOperator, type Account, type SigningKey, type UserPermissionsLimits } from "@nats-io/jwt";
@@ -27,6 +27,7 @@ import {
   writeAccountJwt,
   writeSecret,
   type StoreInfo,
+  writePublic,
 } from "./operator-store.ts";
 import { addUser } from "./operator-users.ts";
 
@@ -103,7 +104,7 @@ export async function initStore(dir: string, operatorName: string, opts: { stric
   writeSecret(join(dir, "operator.nk"), seedText(okp) + "\n");
   saveSigningKey(dir, osk);
   const claims = { system_account: sys.getPublicKey(), signing_keys: [osk.getPublicKey()], strict_signing_key_usage: opts.strict ?? true };
-  writeFileSync(join(dir, "operator.jwt"), (await encodeOperator(operatorName, okp, claims)) + "\n");
+  writePublic(join(dir, "operator.jwt"), (await encodeOperator(operatorName, okp, claims)) + "\n");
   await createAccountIn(dir, SYS, {}, sys);
   // The admin is how `auth push` and `peer ...` reach the system account on
   // a node's loopback; it is an operator's credential, not a tailnet one.

@@ -97,7 +97,7 @@ export class Bridge extends EventEmitter {
     try {
       return await Bridge.startOnce(o, undefined);
     } catch (err) {
-      if ((err as { code?: unknown }).code !== "ERR_TAILNET_AUTH") throw err;
+      if (!(err instanceof TailnetError && err.code === "ERR_TAILNET_AUTH")) throw err;
       o.log.warn({ dir: o.dir }, "the tailnet wants this device to log in again; retrying with the auth key");
       return Bridge.startOnce(o, o.authKey);
     }

@@ -19,24 +19,33 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv: string[]): Promise<number> {
+export function main(argv: string[]): Promise<number> {
+  return runProgram(buildProgram(), argv, "nats-tsnet");
+}
+
+/**
+ * Parses argv with program and runs it; every failure becomes one line on
+ * stderr (`<prefix>: <code>: <message>`) and its exit code. Shared with the
+ * repository's own commands (./run dev).
+ */
+export async function runProgram(program: Command, argv: string[], prefix: string): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv, { from: "user" });
+    await program.parseAsync(argv, { from: "user" });
     return ExitCode.ok;
   } catch (e) {
-    return reportError(e);
+    return reportError(e, prefix);
   }
 }
 
-function reportError(e: unknown): number {
+function reportError(e: unknown, prefix: string): number {
   if (e instanceof CommanderError) {
     // Commander already printed its message (and the help) to stderr.
     return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
   }
   if (e instanceof NatsTsnetError) {
-    process.stderr.write(`nats-tsnet: ${e.code}: ${e.message}\n`);
+    process.stderr.write(`${prefix}: ${e.code}: ${e.message}\n`);
     return e.exitCode;
   }
-  process.stderr.write(`nats-tsnet: unexpected error: ${(e as Error).stack ?? e}\n`);
+  process.stderr.write(`${prefix}: unexpected error: ${(e as Error).stack ?? e}\n`);
   return ExitCode.failure;
 }
