@@ -235,6 +235,11 @@ describe("a single node on the local tailnet", () => {
       ["provided"],
       "a new device gets the key",
     );
+    assert.deepEqual(
+      starts(first.lines).map((l) => l.peerAPI),
+      [false],
+      "tsnet's peerAPI server, which answers every peer whatever the ACL, is not in the bridge",
+    );
     assert.ok(!first.lines.some((l) => JSON.stringify(l).includes(keyOf(envOf(first.child.pid!))!)), "the key is never logged");
     assert.equal((await t.tailnet.stopNode("keyless")).code, 0);
 

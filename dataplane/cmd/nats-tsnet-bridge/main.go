@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"tailscale.com/feature/buildfeatures"
 	"time"
 
 	"tailscale.com/envknob"
@@ -95,7 +96,10 @@ func main() {
 	if o.AuthKey != "" {
 		keyState = "provided"
 	}
-	log.Info("bridge starting", "mode", mode, "hostname", o.Hostname, "authKey", keyState)
+	// peerAPI says whether tsnet's peerAPI server is in this binary: it
+	// answers every tailnet peer whatever the ACL, so release builds omit it
+	// (scripts/build.sh, ts_omit_peerapiserver) and the tests check this field.
+	log.Info("bridge starting", "mode", mode, "hostname", o.Hostname, "authKey", keyState, "peerAPI", buildfeatures.HasPeerAPIServer)
 
 	ch := bridge.NewChannel(os.Stdout)
 	switch mode {
