@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import type { Config } from "../config/mod.ts";
 import type { Device } from "../bridge-client/client.ts";
-import { systemCredentials } from "../node/secrets.ts";
+import { systemCredentials } from "../auth/secrets.ts";
 import { OperationError } from "../errors.ts";
 
 export interface PeerRow {

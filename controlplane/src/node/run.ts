@@ -17,7 +17,7 @@ import {
 } from "../config/mod.ts";
 import { Bridge, type BridgeOptions, type TailnetStatus } from "../bridge-client/client.ts";
 import { startNatsServer } from "./natsServer.ts";
-import { loadOrCreateSecrets, ROUTE_USER, type NodeSecrets } from "./secrets.ts";
+import { loadOrCreateSecrets, ROUTE_USER, type NodeSecrets } from "../auth/secrets.ts";
 import { Supervisor } from "../supervise/restart.ts";
 import { exited, terminate } from "../supervise/spawn.ts";
 import { TailnetError, type NatsTsnetError } from "../errors.ts";
