@@ -2,7 +2,7 @@
 // client-mode devices, each on its own "host". The dev command and every
 // integration test use this, so what the tests prove is what dev runs.
 import { createServer, type Server } from "node:net";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFile, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
@@ -249,7 +249,45 @@ export class LocalTailnet {
       },
     };
     this.proxies.set(name, p);
+    await this.waitMutuallySeen(p, o.to);
     return p;
+  }
+
+  /**
+   * A proxy is of use once both ends know each other. Until the node has the
+   * proxy's device in its netmap it drops the WireGuard handshake, so the
+   * first client would wait out TCP retransmits; and the node's WhoIs would
+   * not know the caller. Polls the proxy's status and the node's status.json
+   * (what `peer list` reads), both updated from the same netmap as WhoIs.
+   * A policy may keep the two apart on purpose: then, after the timeout,
+   * the proxy is handed over as it is, for the test to see it fail.
+   */
+  private async waitMutuallySeen(p: LabProxy, to: string, timeoutMs = 20_000): Promise<void> {
+    const target = to.slice(0, to.lastIndexOf(":")) || to;
+    const node = this.nodes.get(target);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await p.bridge.getStatus();
+      const proxySees = !node || st.peers.some((d) => d.name === target);
+      const nodeSees = !node || this.nodeSees(node, p.name);
+      if (proxySees && nodeSees) return;
+      if (Date.now() > deadline) {
+        this.log.warn({ proxy: p.name, target, proxySees, nodeSees }, "proxy and node do not see each other; going on");
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  private nodeSees(node: LabNode, device: string): boolean {
+    try {
+      const st = JSON.parse(readFileSync(join(node.dir, "state", "status.json"), "utf8")) as {
+        peers: Array<{ name: string; online: boolean }>;
+      };
+      return st.peers.some((d) => d.name === device);
+    } catch {
+      return false; // not written yet
+    }
   }
 
   async stop(): Promise<void> {

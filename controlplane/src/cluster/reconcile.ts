@@ -135,18 +135,26 @@ export class RouteReconciler {
 
   /** A snapshot for `nats-tsnet peer list`, which runs as another process. */
   private writeStatus(status: TailnetStatus): void {
-    const file = join(this.o.config.state_dir, "status.json");
-    const body = {
-      updated: new Date().toISOString(),
-      self: status.self,
-      peers: status.peers,
-      routes: [...this.routes.values()].map((r) => ({
-        peer: r.member.name,
-        id: r.member.id,
-        url: r.url,
-        targets: dialTargets(r.member.ips, this.o.config.nats.cluster_port),
-      })),
-    };
-    writeFileAtomic(file, JSON.stringify(body, null, 2));
+    const routes = [...this.routes.values()].map((r) => ({
+      peer: r.member.name,
+      id: r.member.id,
+      url: r.url,
+      targets: dialTargets(r.member.ips, this.o.config.nats.cluster_port),
+    }));
+    writeStatusFile(this.o.config.state_dir, status, routes);
   }
+}
+
+/**
+ * status.json: this node's view of the tailnet (and its routes), for
+ * `nats-tsnet peer list` and anyone else on the host who asks; a standalone
+ * node writes it too, with no routes.
+ */
+export function writeStatusFile(
+  stateDir: string,
+  status: TailnetStatus,
+  routes: Array<{ peer: string; id: string; url: string; targets: string[] }> = [],
+): void {
+  const body = { updated: new Date().toISOString(), self: status.self, peers: status.peers, routes };
+  writeFileAtomic(join(stateDir, "status.json"), JSON.stringify(body, null, 2));
 }

@@ -21,7 +21,7 @@ import { loadOrCreateSecrets, ROUTE_USER, type NodeSecrets } from "../auth/secre
 import { Supervisor } from "../supervise/restart.ts";
 import { exited, terminate } from "../supervise/spawn.ts";
 import { TailnetError, type NatsTsnetError } from "../errors.ts";
-import { RouteReconciler } from "../cluster/reconcile.ts";
+import { RouteReconciler, writeStatusFile } from "../cluster/reconcile.ts";
 import { routeAlias } from "../cluster/members.ts";
 import { AuthCallout, AUTH_USER } from "../auth/callout.ts";
 import { readStore } from "../auth/operator.ts";
@@ -174,6 +174,9 @@ class NodeRuntime {
         routeSecret: this.routeSecret,
       });
       b.on("peers", (s: TailnetStatus) => this.routes.update(s));
+    } else {
+      writeStatusFile(this.config.state_dir, this.status);
+      b.on("peers", (s: TailnetStatus) => writeStatusFile(this.config.state_dir, s));
     }
     // A new netmap may carry new grants: open connections meet them now.
     const callout = this.callout;
