@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createLogger, binaryPath, REPO_ROOT } from "../controlplane/src/mod.ts";
 import { CLUSTER_TAG, CAPABILITY, DEV_USER, LocalTailnet, namespaceMemory, type Host } from "../localtailnet/mod.ts";
+import { CONN_TAG, FLOOD_TAG, measureConnections, connectionLines, type Connections } from "./connects.ts";
 
 const run = promisify(execFile);
 const NATS = binaryPath("nats");
@@ -24,14 +25,23 @@ const t0 = Date.now();
 const dir = mkdtempSync(join(tmpdir(), "nt-bench-"));
 const log = createLogger({ level: "error" });
 const policy = {
-  tagOwners: { [CLUSTER_TAG]: [`${DEV_USER}@`], [FAST_TAG]: [`${DEV_USER}@`] },
+  tagOwners: { [CLUSTER_TAG]: [`${DEV_USER}@`], [FAST_TAG]: [`${DEV_USER}@`], [CONN_TAG]: [`${DEV_USER}@`], [FLOOD_TAG]: [`${DEV_USER}@`] },
   acls: [
     { action: "accept", src: [CLUSTER_TAG], dst: [`${CLUSTER_TAG}:*`] },
     { action: "accept", src: [FAST_TAG], dst: [`${FAST_TAG}:*`] },
-    { action: "accept", src: ["autogroup:member"], dst: [`${CLUSTER_TAG}:4222`, `${FAST_TAG}:4222`, "autogroup:member:9999"] },
+    {
+      action: "accept",
+      src: ["autogroup:member"],
+      dst: [`${CLUSTER_TAG}:4222`, `${FAST_TAG}:4222`, `${CONN_TAG}:4222`, "autogroup:member:9999"],
+    },
+    { action: "accept", src: [FLOOD_TAG], dst: [`${CONN_TAG}:4222`] },
   ],
   grants: [
-    { src: ["autogroup:member"], dst: [CLUSTER_TAG, FAST_TAG], app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] } },
+    {
+      src: ["autogroup:member"],
+      dst: [CLUSTER_TAG, FAST_TAG, CONN_TAG],
+      app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] },
+    },
   ],
 };
 const lab = await LocalTailnet.start({ dir, log, policy });
@@ -190,6 +200,8 @@ try {
   await lab.waitForCluster(["nats-1", "nats-2", "nats-3", "nats-4"]);
   (results.formation as Record<string, number>).fourth_node_join_s = +((Date.now() - tc) / 1000).toFixed(1);
   results.memory_mib = mem;
+
+  results.connections = await measureConnections(lab, say);
   for (const s of baseServers) s.kill();
 } finally {
   await lab.stop();
@@ -237,4 +249,5 @@ const lines = [
   ...Object.entries(results.bridge_profile as Record<string, number>).map(([g, v]) => `  ${g.padEnd(40)} ${v.toFixed(1).padStart(5)} %`),
 ];
 console.log(lines.join("\n"));
+console.log(["", ...connectionLines(results.connections as Connections)].join("\n"));
 console.log(`\nmachine: ${JSON.stringify(results.machine)}; took ${results.took_s}s; JSON: bench/results/latest.json`);

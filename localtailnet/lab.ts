@@ -196,6 +196,10 @@ export class LocalTailnet {
       to: string;
       port?: number;
       socks5?: boolean;
+      /** SOCKS5 destinations and credentials, as `nats-tsnet proxy` takes them. */
+      socks5Allow?: string[];
+      socks5User?: string;
+      socks5PasswordFile?: string;
       user?: string;
       tags?: string[];
       /** The loopback address to listen on (default 127.0.0.1); ignored with host. */
@@ -224,6 +228,9 @@ export class LocalTailnet {
       upTimeoutMs: 30_000,
       listen: inside ? `127.0.0.1:${port}` : "fd:3",
       socks5: o.socks5 && !inside ? "fd:4" : undefined,
+      socks5Allow: o.socks5Allow,
+      socks5User: o.socks5User,
+      socks5PasswordFile: o.socks5PasswordFile,
       to: o.to,
       log: this.log.child({ client: name }),
       wrap: host.wrap,

@@ -44,6 +44,7 @@ export const CODES = {
     "ERR_AUTH_STORE", // the operator store is unreadable or incomplete
     "ERR_AUTH_MODE", // a command that needs another auth.mode
     "ERR_AUTH_KEY_FILE", // the bridge cannot read the auth key it was handed
+    "ERR_CLUSTER_KEY", // tailnet.cluster_key_file is unreadable, too short, or readable by others
   ],
   tailnet: [
     "ERR_TAILNET_AUTH", // the key was refused, or the control server wants an interactive login
@@ -84,6 +85,13 @@ export const CODES = {
     "ERR_WHOIS", // the tailnet does not know an address
     "ERR_KEY", // the trusted-proxy key could not be made
     "ERR_FAILED", // anything else
+    "ERR_SOCKS_REFUSED", // logged, never an exit: the proxy's SOCKS5 port refused a destination
+    "ERR_DEVICE_RATE", // logged, never an exit: a device opened client connections faster than nats.device_limits allow
+    "ERR_DEVICE_CONNECTIONS", // logged, never an exit: a device held the most client connections nats.device_limits allow
+    "ERR_NO_GRANT", // logged, never an exit: the bridge refused a caller no grant or rule could admit
+    "ERR_CLIENT_HANDSHAKE", // logged, never an exit: a caller broke the NATS handshake on the client face
+    "ERR_QUOTA_SUBS", // logged, never an exit: a client connection went past its identity's subscriptions
+    "ERR_QUOTA_PAYLOAD", // logged, never an exit: a client connection published past its identity's largest message
   ],
 } as const;
 

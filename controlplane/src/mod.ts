@@ -28,7 +28,16 @@ export { eachLine, exited, spawnChild, terminate } from "./supervise/spawn.ts";
 export { Bridge, type BridgeOptions, type Device, type TailnetStatus, type WhoIs } from "./bridge-client/client.ts";
 export { diffMembers, dialTargets, membersOf, routeAlias, type Member } from "./cluster/members.ts";
 export { nativeSigner, decodeVerified } from "./auth/signer.ts";
-export { decide, identityOf, inboxPrefix, jetstreamSubjects, type Allowed, type Decision, type Identity } from "./auth/policy.ts";
+export {
+  decide,
+  grantGate,
+  identityOf,
+  inboxPrefix,
+  jetstreamSubjects,
+  type Allowed,
+  type Decision,
+  type Identity,
+} from "./auth/policy.ts";
 export {
   addAccount,
   addRole,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 )
 
 // clientFilter is the client leg of a signed client connection after its
@@ -28,14 +29,19 @@ import (
 //
 // Every other line passes unchanged; a payload is followed by CRLF, which
 // nats-server checks itself (it closes the connection otherwise).
+//
+// With a quota (quota.go) it also follows the client's subscriptions (SUB,
+// UNSUB) and PINGs, and holds the connection to its quota: a SUB over it
+// is dropped and a PUB or HPUB over it ends the connection, each told with
+// nats-server's own -ERR.
 type clientFilter struct {
 	net.Conn
 	r       *bufio.Reader
 	rewrite func(line []byte) ([]byte, error)
+	q       *connQuota // nil: no quota
 
-	remaining int    // payload bytes (and their CRLF) still to pass
-	pending   []byte // a line that did not fit the caller's buffer
-	err       error  // sticky: the filter never resumes after an error
+	fr     framedReader
+	ending bool // a payload over the quota was refused: the stream ends
 }
 
 var errBadPub = errors.New("malformed PUB/HPUB")
@@ -43,99 +49,129 @@ var errBadPub = errors.New("malformed PUB/HPUB")
 // Read fills p with whole filtered frames while input is buffered; it
 // blocks only when it has nothing to return yet.
 func (f *clientFilter) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if len(f.pending) > 0 {
-			k := copy(p[n:], f.pending)
-			f.pending = f.pending[k:]
-			n += k
-			continue
-		}
-		if f.err != nil {
-			break
-		}
-		if f.remaining > 0 {
-			want := min(f.remaining, len(p)-n)
-			if n > 0 {
-				if b := f.r.Buffered(); b == 0 {
-					break
-				} else if want > b {
-					want = b
-				}
-			}
-			k, err := f.r.Read(p[n : n+want])
-			n += k
-			f.remaining -= k
-			if err != nil {
-				f.err = err
-			}
-			continue
-		}
-		var line []byte
-		if n > 0 {
-			// Only a line that is already complete in the buffer.
-			buf, _ := f.r.Peek(f.r.Buffered())
-			if bytes.IndexByte(buf, '\n') < 0 {
-				break
-			}
-			line, _ = f.r.ReadSlice('\n')
-		} else {
-			var err error
-			if line, err = readLineFast(f.r); err != nil {
-				if errors.Is(err, errLineTooLong) {
-					f.fail(err)
-				} else {
-					f.err = err
-				}
-				continue
-			}
-		}
-		out, err := f.frame(line)
-		if err != nil {
-			f.fail(err)
-			continue
-		}
-		k := copy(p[n:], out)
-		n += k
-		if k < len(out) {
-			// line may alias the bufio buffer: keep a copy.
-			f.pending = append([]byte(nil), out[k:]...)
-		}
+	if f.fr.r == nil {
+		f.fr = framedReader{r: f.r, frame: f.frame, fail: f.fail}
 	}
-	if n > 0 {
-		return n, nil
+	if f.ending {
+		return 0, f.endOverPayload()
 	}
-	return 0, f.err
+	return f.fr.Read(p)
 }
 
-// frame decides what one control line becomes and sets up its payload.
-func (f *clientFilter) frame(line []byte) ([]byte, error) {
+// endOverPayload waits until nats-server has answered the PING that
+// carries the payload violation (the server's leg turns its PONG into the
+// -ERR and ends), then ends this leg. A server that does not answer in
+// time gets the client leg closed outright.
+func (f *clientFilter) endOverPayload() error {
+	select {
+	case <-f.q.ended:
+	case <-time.After(quotaWait):
+		_ = f.Conn.Close()
+	}
+	return errOverPayload
+}
+
+// frame decides what one control line becomes and how much payload follows.
+func (f *clientFilter) frame(line []byte) ([]byte, int, error) {
+	if f.ending {
+		return nil, 0, nil // nothing after a refused payload reaches nats-server
+	}
 	if len(line) == 0 {
-		return line, nil
+		return line, 0, nil
 	}
 	switch line[0] {
 	case 'C', 'c':
 		if isConnect(line) {
-			return f.rewrite(line)
+			out, err := f.rewrite(line)
+			return out, 0, err
 		}
 	case 'P', 'p':
 		if len(line) > 4 && (line[3] == ' ' || line[3] == '\t') && asciiFold(line[:3], "PUB") {
-			size, err := pubSize(line[4:], 2, 3, false)
-			if err != nil {
-				return nil, err
-			}
-			f.remaining = size + 2
+			return f.pub(line, line[4:], 2, 3, false)
+		}
+		if f.q != nil && len(line) >= 4 && asciiFold(line[:4], "PING") {
+			f.q.ping(pongWant{}) // nats-server reads anything up to LF after PING as PING
 		}
 	case 'H', 'h':
 		if len(line) > 5 && (line[4] == ' ' || line[4] == '\t') && asciiFold(line[:4], "HPUB") {
-			size, err := pubSize(line[5:], 3, 4, true)
-			if err != nil {
-				return nil, err
+			return f.pub(line, line[5:], 3, 4, true)
+		}
+	case 'S', 's':
+		if f.q != nil {
+			if args, ok := verbArgs(line, "SUB"); ok {
+				return f.sub(line, args), 0, nil
 			}
-			f.remaining = size + 2
+		}
+	case 'U', 'u':
+		if f.q != nil {
+			if args, ok := verbArgs(line, "UNSUB"); ok {
+				f.unsub(args)
+			}
 		}
 	}
-	return line, nil
+	return line, 0, nil
+}
+
+// pub frames a PUB or HPUB and holds it to the payload quota.
+func (f *clientFilter) pub(line, args []byte, lo, hi int, hdr bool) ([]byte, int, error) {
+	size, err := pubSize(args, lo, hi, hdr)
+	if err != nil {
+		return nil, 0, err
+	}
+	if f.q != nil && f.q.overPayload(size) {
+		// The message is never read: its line goes upstream as the PING
+		// whose PONG becomes nats-server's -ERR, and the connection ends.
+		f.q.refused(ErrQuotaPayload)
+		f.q.ping(pongWant{err: errPayloadTooLong, last: true})
+		f.ending = true
+		return []byte(injectedPing), 0, nil
+	}
+	return line, size + 2, nil
+}
+
+// sub records a SUB, or replaces one over the quota with the PING that
+// carries nats-server's -ERR (nats-server keeps the connection open).
+func (f *clientFilter) sub(line, args []byte) []byte {
+	a := splitArgs(args)
+	var subject, queue, sid []byte
+	switch len(a) {
+	case 2:
+		subject, sid = a[0], a[1]
+	case 3:
+		subject, queue, sid = a[0], a[1], a[2]
+	default:
+		return line // nats-server closes the connection on it
+	}
+	if f.q.subscribe(subject, queue, sid) {
+		return line
+	}
+	f.q.refused(ErrQuotaSubs)
+	f.q.ping(pongWant{err: errTooManySubs})
+	return []byte(injectedPing)
+}
+
+// unsub records an UNSUB: "UNSUB <sid> [max]".
+func (f *clientFilter) unsub(args []byte) {
+	a := splitArgs(args)
+	if len(a) < 1 || len(a) > 2 {
+		return // nats-server closes the connection on it
+	}
+	max := int64(-1)
+	if len(a) == 2 {
+		max = int64(parseSize(a[1]))
+	}
+	f.q.unsubscribe(a[0], max)
+}
+
+// splitArgs splits the arguments of a SUB or UNSUB line as nats-server
+// does (splitArg, on blanks, CR and LF). Like its parser it drops the byte
+// before LF when the line holds a CR anywhere.
+func splitArgs(args []byte) [][]byte {
+	args = args[:len(args)-1] // the LF the line ended on
+	if bytes.IndexByte(args, '\r') >= 0 && len(args) > 0 {
+		args = args[:len(args)-1]
+	}
+	return bytes.FieldsFunc(args, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n' })
 }
 
 // pubSize returns the payload size of a PUB (2 or 3 arguments) or HPUB (3
@@ -246,9 +282,16 @@ func readLineFast(r *bufio.Reader) ([]byte, error) {
 
 // fail ends the connection on a protocol violation: the client leg is
 // closed outright (not half-closed), so nothing more of it is read.
-func (f *clientFilter) fail(err error) {
-	f.err = err
+func (f *clientFilter) fail(error) {
 	_ = f.Conn.Close()
+}
+
+// Close ends the connection and lets go of its quota.
+func (f *clientFilter) Close() error {
+	if f.q != nil {
+		f.q.release()
+	}
+	return f.Conn.Close()
 }
 
 func (f *clientFilter) CloseWrite() error {

@@ -28,8 +28,14 @@ func testRewrite(l []byte) ([]byte, error) {
 // buffers of chunk bytes, and returns what came out and the final error.
 func runFilter(t *testing.T, in string, chunk int) ([]byte, error, net.Conn) {
 	t.Helper()
+	return runFilterQuota(t, in, chunk, nil)
+}
+
+// runFilterQuota is runFilter with the connection held to q (nil: none).
+func runFilterQuota(t *testing.T, in string, chunk int, q *connQuota) ([]byte, error, net.Conn) {
+	t.Helper()
 	c := pipeLine(t, in)
-	f := &clientFilter{Conn: c, r: bufio.NewReaderSize(c, 4096), rewrite: testRewrite}
+	f := &clientFilter{Conn: c, r: bufio.NewReaderSize(c, 4096), rewrite: testRewrite, q: q}
 	var out []byte
 	buf := make([]byte, chunk)
 	for {
@@ -65,12 +71,15 @@ func TestClientFilterPassesPayloadsUntouched(t *testing.T) {
 	for _, tt := range tests {
 		for _, chunk := range []int{1, 7, 4096, 64 * 1024} {
 			t.Run(fmt.Sprintf("%s/read %d", tt.name, chunk), func(t *testing.T) {
-				out, err, _ := runFilter(t, tt.in, chunk)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(out, []byte(tt.in)) {
-					t.Errorf("filter changed the stream:\n got %.200q\nwant %.200q", out, tt.in)
+				// A quota that is not reached changes nothing either.
+				for _, q := range []*connQuota{nil, newConnQuota(Quota{Subs: 10, Payload: 1 << 20})} {
+					out, err, _ := runFilterQuota(t, tt.in, chunk, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(out, []byte(tt.in)) {
+						t.Errorf("filter (quota %v) changed the stream:\n got %.200q\nwant %.200q", q != nil, out, tt.in)
+					}
 				}
 			})
 		}

@@ -38,4 +38,28 @@ const (
 	ErrUsage = "ERR_USAGE"
 	// ErrAuthKeyFile: --auth-key-file or --auth-key-fd could not be read (fatal event from main).
 	ErrAuthKeyFile = "ERR_AUTH_KEY_FILE"
+	// ErrSocksRefused: the client proxy's SOCKS5 port refused a destination
+	// (logged with the reason; the SOCKS5 client gets a failure reply).
+	ErrSocksRefused = "ERR_SOCKS_REFUSED"
+	// The client face's refusals, logged as the code of the refusal's line
+	// (the caller gets a NATS -ERR line); none is ever an exit:
+	// ErrDeviceRate: a device opened connections faster than its rate.
+	ErrDeviceRate = "ERR_DEVICE_RATE"
+	// ErrDeviceConnections: a device already held its most connections.
+	ErrDeviceConnections = "ERR_DEVICE_CONNECTIONS"
+	// ErrNoGrant: auth mode tailnet, and no grant or rule could admit the
+	// caller (or the tailnet does not know it); refused before nats-server
+	// asked the auth callout.
+	ErrNoGrant = "ERR_NO_GRANT"
+	// ErrClientHandshake: the caller broke the NATS handshake (no CONNECT,
+	// a line too long, silence).
+	ErrClientHandshake = "ERR_CLIENT_HANDSHAKE"
+	// ErrQuotaSubs: a client connection went past its identity's
+	// subscriptions (the SUB is dropped; the client reads nats-server's own
+	// 'maximum subscriptions exceeded').
+	ErrQuotaSubs = "ERR_QUOTA_SUBS"
+	// ErrQuotaPayload: a client connection published past its identity's
+	// largest message (it is closed after nats-server's own 'Maximum
+	// Payload Violation').
+	ErrQuotaPayload = "ERR_QUOTA_PAYLOAD"
 )

@@ -47,6 +47,14 @@ type Forwarder struct {
 	Dial func(ctx context.Context, c net.Conn) (net.Conn, error)
 	// Admit, when set, is asked before anything is dialed.
 	Admit Admit
+	// Guard, when set, runs first on every connection. It returns the
+	// connection to go on with and a release to run when it ends, or an
+	// error when it refused it (it has then answered the caller and logged
+	// why).
+	Guard func(ctx context.Context, c net.Conn) (net.Conn, func(), error)
+	// LogRefusal, when set, logs a failed Pre or Post in place of a line
+	// each, so that a flood of bad handshakes does not flood the log.
+	LogRefusal func(c net.Conn, reason string)
 	// ProxyHeader, when set, writes a PROXY v2 header carrying the
 	// caller's tailnet address on the upstream leg before any payload.
 	ProxyHeader bool
@@ -109,6 +117,15 @@ func (f *Forwarder) handle(c net.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	if f.Guard != nil {
+		gc, release, err := f.Guard(ctx, c)
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+		defer release()
+		c = gc
+	}
 	if f.Admit != nil {
 		ok, who, reason := f.Admit(ctx, remote)
 		if !ok {
@@ -122,7 +139,7 @@ func (f *Forwarder) handle(c net.Conn) {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		wrapped, b, err := f.Pre(c)
 		if err != nil {
-			f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "reason", err.Error())
+			f.refused(c, remote, err)
 			_ = c.Close()
 			return
 		}
@@ -157,7 +174,7 @@ func (f *Forwarder) handle(c net.Conn) {
 		_ = up.SetReadDeadline(time.Now().Add(10 * time.Second))
 		nc, nup, err := f.Post(c, up)
 		if err != nil {
-			f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "reason", err.Error())
+			f.refused(c, remote, err)
 			_ = c.Close()
 			_ = up.Close()
 			return
@@ -167,6 +184,17 @@ func (f *Forwarder) handle(c net.Conn) {
 		c, up = nc, nup
 	}
 	Pump(c, up)
+}
+
+// refused logs a failed handshake, unless the guard refused it and said so.
+func (f *Forwarder) refused(c net.Conn, remote netip.AddrPort, err error) {
+	switch {
+	case errors.Is(err, errRefused):
+	case f.LogRefusal != nil:
+		f.LogRefusal(c, err.Error())
+	default:
+		f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "reason", err.Error())
+	}
 }
 
 // Close stops accepting and cuts every open connection: a removed listener

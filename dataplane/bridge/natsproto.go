@@ -3,7 +3,6 @@ package bridge
 import (
 	"bufio"
 	"bytes"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -199,76 +198,6 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 		return filtered, &explainConn{Conn: upstream, r: ur, ip: ip, denials: denials}, nil
 	}
 	return filtered, &bufConn{upstream, ur}, nil
-}
-
-// RouteSecret guards the cluster port. nats-server's cluster authorization
-// wants this user/password; only the bridge knows to present it:
-//   - inbound (a peer's route arriving over the tailnet): the bridge puts
-//     the secret into the peer's CONNECT, after the tailnet tag check;
-//   - outbound (our nats-server dialing a peer through a loopback
-//     forwarder): the forwarder demands the secret in our nats-server's
-//     CONNECT and strips it before it leaves, so a local process cannot use
-//     the forwarder as a way into a peer's cluster either.
-type RouteSecret struct {
-	User string `json:"user"`
-	Pass string `json:"pass"`
-}
-
-// Validate refuses an empty secret: CheckRoute would then admit any local
-// process whose CONNECT carries no credentials at all.
-func (rs RouteSecret) Validate() error {
-	if rs.User == "" || rs.Pass == "" {
-		return coded(ErrBadArgs, "routeSecret needs user and pass")
-	}
-	return nil
-}
-
-// InjectRoute rewrites the peer's route CONNECT to carry our secret. The
-// server's INFO flows to the peer meanwhile (routes do not wait for it).
-func (rs RouteSecret) InjectRoute(peer, upstream net.Conn) (net.Conn, error) {
-	pr := bufio.NewReaderSize(peer, 4096)
-	line, err := readLine(pr)
-	if err != nil {
-		return nil, fmt.Errorf("reading route CONNECT: %w", err)
-	}
-	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
-		setField(m, "user", rs.User)
-		setField(m, "pass", rs.Pass)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := upstream.Write(out); err != nil {
-		return nil, err
-	}
-	return &bufConn{peer, pr}, nil
-}
-
-// CheckRoute verifies that a connection to an outbound route forwarder
-// comes from our own nats-server (it presents the secret) and strips the
-// secret before the CONNECT goes over the tailnet.
-func (rs RouteSecret) CheckRoute(local net.Conn) (net.Conn, []byte, error) {
-	lr := bufio.NewReaderSize(local, 4096)
-	line, err := readLine(lr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading route CONNECT: %w", err)
-	}
-	out, err := rewriteConnect(line, func(m map[string]json.RawMessage) error {
-		var user, pass string
-		_ = json.Unmarshal(m["user"], &user)
-		_ = json.Unmarshal(m["pass"], &pass)
-		if subtle.ConstantTimeCompare([]byte(user+"\x00"+pass), []byte(rs.User+"\x00"+rs.Pass)) != 1 {
-			return errors.New("route CONNECT without this node's route secret: not our nats-server")
-		}
-		dropField(m, "user")
-		dropField(m, "pass")
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return &bufConn{local, lr}, out, nil
 }
 
 // Denials remembers why the control plane refused a caller, so that the

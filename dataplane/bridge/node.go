@@ -42,6 +42,7 @@ type Node struct {
 	diag    *ring
 	signer  *Signer
 	Denials Denials
+	Quotas  Quotas
 
 	mu   sync.Mutex
 	fwds map[string]*Forwarder
@@ -346,6 +347,27 @@ func (n *Node) AdmitTags(tags []string) Admit {
 	}
 }
 
+// routePeer is what the tailnet (not the peer) says of the member at the
+// other end of a route: its alias on our loopback cluster port lport, and
+// the names it may advertise.
+func (n *Node) routePeer(remote net.Addr, lport string) (RoutePeer, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	who, err := n.LC.WhoIs(ctx, remote.String())
+	if err != nil || who.Node == nil {
+		return RoutePeer{}, fmt.Errorf("route peer %s not found on the tailnet", remote)
+	}
+	peer := RoutePeer{Name: strings.TrimSuffix(who.Node.Name, "."), Log: n.Log}
+	peer.Hosts = append(peer.Hosts, peer.Name)
+	ips := make([]netip.Addr, 0, len(who.Node.Addresses))
+	for _, a := range who.Node.Addresses {
+		ips = append(ips, a.Addr())
+		peer.Hosts = append(peer.Hosts, a.Addr().String())
+	}
+	peer.URL = net.JoinHostPort(RouteAlias(ips), lport)
+	return peer, nil
+}
+
 // Listen opens a tailnet listener that forwards to a loopback target.
 func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 	if err := a.Validate(); err != nil {
@@ -375,11 +397,21 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 		}
 		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) { return n.signer.signClient(c, up, &n.Denials, label) }
 	}
+	if a.Limits != nil || a.GrantGate != nil {
+		n.guardClients(f, a) // Validate made sure this is the client face
+	}
+	if a.ClientQuota != nil {
+		n.quotaClients(f, *a.ClientQuota) // after the guard: it wraps the Post the guard set
+	}
 	if rs := a.RouteSecret; rs != nil {
 		// Validate made sure this does not replace the signing Post.
+		_, lport, _ := net.SplitHostPort(a.Target)
 		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) {
-			nc, err := rs.InjectRoute(c, up)
-			return nc, up, err
+			peer, err := n.routePeer(c.RemoteAddr(), lport)
+			if err != nil {
+				return nil, nil, err
+			}
+			return rs.InjectRoute(c, up, peer)
 		}
 	}
 	if err := n.add(f); err != nil {
@@ -412,6 +444,14 @@ func (n *Node) Forward(a ForwardArgs) (*ForwardResult, error) {
 	}
 	if rs := a.RouteSecret; rs != nil {
 		f.Pre = rs.CheckRoute
+		_, lport, _ := net.SplitHostPort(ln.Addr().String())
+		f.Post = func(local, remote net.Conn) (net.Conn, net.Conn, error) {
+			peer, err := n.routePeer(remote.RemoteAddr(), lport)
+			if err != nil {
+				return nil, nil, err
+			}
+			return rs.DialedRoute(local, remote, peer)
+		}
 	}
 	if err := n.add(f); err != nil {
 		return nil, err

@@ -22,6 +22,10 @@ func (n *Node) HandleOps(ctx context.Context, ch *Channel) {
 		n.Denials.Add(a.IP, a.Reason)
 		return struct{}{}, nil
 	})
+	handle(ch, "quota", func(a QuotaArgs) (any, error) {
+		n.Quotas.Set(a.IP, Quota{Subs: a.Subs, Payload: a.Payload})
+		return struct{}{}, nil
+	})
 }
 
 // handle registers op with args decoded strictly (DecodeArgs) into A, so

@@ -51,6 +51,14 @@ type ListenArgs struct {
 	NameClients bool `json:"nameClients,omitempty"`
 	// RouteSecret is put into every inbound route's CONNECT.
 	RouteSecret *RouteSecret `json:"routeSecret,omitempty"`
+	// Limits bound each source device's connections (client face only).
+	Limits *DeviceLimits `json:"limits,omitempty"`
+	// GrantGate refuses callers that nothing could admit before
+	// nats-server asks its auth callout (client face, auth mode tailnet).
+	GrantGate *GrantGate `json:"grantGate,omitempty"`
+	// ClientQuota is every client connection's quota until the control
+	// plane sets its identity's (the `quota` op; client face only).
+	ClientQuota *Quota `json:"clientQuota,omitempty"`
 }
 
 // Validate refuses incomplete and contradictory listeners before anything
@@ -67,6 +75,12 @@ func (a ListenArgs) Validate() error {
 	}
 	if a.NameClients && !a.SignClients {
 		return coded(ErrBadArgs, "listen %q: nameClients works only with signClients", a.Name)
+	}
+	if err := a.validateGuard(); err != nil {
+		return err
+	}
+	if err := a.validateQuota(); err != nil {
+		return err
 	}
 	if a.RouteSecret != nil {
 		// The bridge vouches for a route by injecting the secret; without

@@ -126,6 +126,7 @@ var argsTypes = map[string]reflect.Type{
 	"forward": reflect.TypeFor[ForwardArgs](),
 	"close":   reflect.TypeFor[CloseArgs](),
 	"denied":  reflect.TypeFor[DeniedArgs](),
+	"quota":   reflect.TypeFor[QuotaArgs](),
 }
 
 // requiredArgs must be present and non-zero in every request of the op.
@@ -135,6 +136,7 @@ var requiredArgs = map[string][]string{
 	"forward": {"name", "targets"},
 	"close":   {"name"},
 	"denied":  {"ip"},
+	"quota":   {"ip"},
 }
 
 // resultTypes is the Go type each op's successful result encodes from.
@@ -145,6 +147,7 @@ var resultTypes = map[string]reflect.Type{
 	"forward": reflect.TypeFor[ForwardResult](),
 	"close":   reflect.TypeFor[struct{}](),
 	"denied":  reflect.TypeFor[struct{}](),
+	"quota":   reflect.TypeFor[struct{}](),
 }
 
 // eventTypes is the Go type each event's data encodes from; nil for none.

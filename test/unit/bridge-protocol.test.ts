@@ -54,6 +54,19 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
         proxyProtocol: true,
         signClients: true,
         nameClients: true,
+        limits: { maxConns: 256, rate: 20, burst: 100 },
+        grantGate: { capability: "nats-tsnet.dev/cap/nats", users: ["alice@example.com"], tags: ["tag:svc"] },
+      }),
+    );
+    quiet(
+      bridge.listen({
+        name: "client-quota",
+        port: 4223,
+        target: "127.0.0.1:14222",
+        proxyProtocol: true,
+        signClients: true,
+        nameClients: true,
+        clientQuota: { subs: 1000, payload: 1048576 },
       }),
     );
     quiet(bridge.listen({ name: "monitor", port: 8222, target: "127.0.0.1:18222" }));
@@ -68,6 +81,7 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
     );
     quiet(bridge.closeListener("client", true));
     quiet(bridge.denied("100.64.0.9", "alice@example.com is in no group that may connect"));
+    quiet(bridge.quota("100.64.0.7", { subs: 10000, payload: -1 }));
     assert.deepEqual(
       written.map(({ op, args }) => (args === undefined ? { op } : { op, args })),
       fixture.requests,
@@ -84,6 +98,7 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
       forward: () => bridge.forward({ name: "x", targets: ["100.64.0.2:6222"] }),
       close: () => bridge.closeListener("x"),
       denied: () => bridge.denied("100.64.0.9", "why"),
+      quota: () => bridge.quota("100.64.0.9", { subs: 1, payload: 1 }),
     };
     for (const { op, response } of fixture.responses) {
       // The bridge numbers nothing itself: it answers the id it was asked with.

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname as osHostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
@@ -10,6 +10,7 @@ import {
   loadConfig,
   redactConfig,
   resolveAuthKey,
+  resolveClusterKey,
   sanitizeHostname,
   type Config,
   SCHEMA_FILE,
@@ -57,6 +58,7 @@ describe("loadConfig defaults", () => {
         auth_key_file: "",
         tags: [],
         cluster_tag: "tag:nats-js",
+        cluster_key_file: "",
         ephemeral: false,
         up_timeout_ms: 60_000,
       },
@@ -74,6 +76,7 @@ describe("loadConfig defaults", () => {
           max_memory_bytes: null,
           max_file_bytes: null,
         },
+        device_limits: { max_connections: 256, connect_rate: 20, connect_burst: 100 },
         include: "",
         lame_duck_duration_ms: 30_000,
         lame_duck_grace_period_ms: 2_000,
@@ -83,7 +86,25 @@ describe("loadConfig defaults", () => {
         trace: false,
       },
       log: { format: "text", level: "info" },
-      auth: { mode: "tailnet", operator_dir: "", capability: "nats-tsnet.dev/cap/nats", accounts: ["APP"], rules: [] },
+      auth: {
+        mode: "tailnet",
+        operator_dir: "",
+        capability: "nats-tsnet.dev/cap/nats",
+        accounts: ["APP"],
+        rules: [],
+        limits: { subs: 1000, payload: "1MB" },
+        account_limits: {
+          max_memory: "",
+          max_file: "",
+          max_streams: 100,
+          max_consumers: 1000,
+          max_bytes_required: false,
+          max_connections: 10_000,
+          max_subscriptions: 100_000,
+          max_payload: "",
+        },
+        account_overrides: {},
+      },
       source: { env: [] },
     } satisfies Config);
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.nats.loopback) && Object.isFrozen(c.tailnet.tags));
@@ -462,6 +483,23 @@ describe("secrets", () => {
     const empty = configError(() => resolveAuthKey(c));
     assert.equal(empty.code, "ERR_CONFIG_READ");
     assert.match(empty.message, /is empty/);
+  });
+
+  test("resolveClusterKey: none without a file; a key file must be private and long enough (ERR_CLUSTER_KEY)", () => {
+    assert.equal(resolveClusterKey(loadConfig({ env: noEnv })), undefined);
+    const file = write("tailnet:\n  cluster_key_file: cluster.key\n");
+    const keyFile = join(resolve(file, ".."), "cluster.key");
+    const c = loadConfig({ file, env: noEnv });
+    assert.equal(c.tailnet.cluster_key_file, keyFile, "relative to the config file");
+    assert.equal(configError(() => resolveClusterKey(c)).code, "ERR_CLUSTER_KEY", "missing");
+    const key = "k".repeat(32);
+    writeFileSync(keyFile, `${key}\n`, { mode: 0o644 });
+    chmodSync(keyFile, 0o644);
+    assert.equal(configError(() => resolveClusterKey(c)).code, "ERR_CLUSTER_KEY", "readable by others");
+    chmodSync(keyFile, 0o600);
+    assert.equal(resolveClusterKey(c), key);
+    writeFileSync(keyFile, "short\n");
+    assert.equal(configError(() => resolveClusterKey(c)).code, "ERR_CLUSTER_KEY", "too short");
   });
 
   test("validation messages never echo an env value", () => {

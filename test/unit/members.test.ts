@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { diffMembers, dialTargets, membersOf, routeAlias, type Device, type TailnetStatus } from "../../controlplane/src/mod.ts";
 
@@ -63,6 +64,12 @@ describe("route aliases", () => {
     assert.equal(a, routeAlias({ ips: ["fd7a:115c:a1e0::42"] }));
     assert.match(a, /^127\.(1[2-9]\d|2[0-5]\d)\.\d+\.\d+$/);
     assert.notEqual(a, routeAlias({ ips: ["fd7a:115c:a1e0::43"] }));
+  });
+
+  test("the bridge computes the same aliases (dataplane/bridge/testdata/route-alias.json, checked by Go too)", () => {
+    const cases = JSON.parse(readFileSync(new URL("../../dataplane/bridge/testdata/route-alias.json", import.meta.url), "utf8"));
+    assert.ok(cases.length >= 4);
+    for (const c of cases as Array<{ ips: string[]; alias: string }>) assert.equal(routeAlias({ ips: c.ips }), c.alias, c.ips.join(" "));
   });
 
   test("dial targets: every address, IPv4 first, IPv6 bracketed", () => {

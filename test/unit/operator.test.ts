@@ -83,6 +83,20 @@ describe("operator store", () => {
     assert.equal(claims.nats.signing_keys.length, 1, "the account keeps its signing key across edits");
   });
 
+  test("a new account gets the same defaults as modes tailnet and none, not unlimited; SYS keeps none", async () => {
+    const dir = fresh();
+    await initStore(dir, "acme");
+    await addAccount(dir, "ACME");
+    const pick = (l: Record<string, number>) => [l.conn, l.subs, l.payload, l.mem_storage, l.disk_storage, l.streams, l.consumer];
+    assert.deepEqual(pick(accountClaims(dir, "ACME").nats.limits), [10_000, 1000, -1, 256 * 2 ** 20, 2 ** 30, 100, 1000]);
+    const sys = accountClaims(dir, "SYS").nats.limits;
+    assert.deepEqual([sys.conn, sys.subs, sys.mem_storage, sys.disk_storage], [-1, -1, undefined, undefined]);
+    // Flags set them; an edit keeps the ones it does not name.
+    await addAccount(dir, "BIG", { jsDisk: 50 * 2 ** 30, subs: 20_000 });
+    await addAccount(dir, "BIG", { streams: 7 });
+    assert.deepEqual(pick(accountClaims(dir, "BIG").nats.limits), [10_000, 20_000, -1, 256 * 2 ** 20, 50 * 2 ** 30, 7, 1000]);
+  });
+
   test("users get permissions, expiry and proxy_required by default", async () => {
     const dir = fresh();
     await initStore(dir, "acme");

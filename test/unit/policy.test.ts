@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { decide, identityOf, inboxPrefix, jetstreamSubjects, type Allowed, type AuthConfig } from "../../controlplane/src/mod.ts";
+import {
+  ACCOUNT_DEFAULTS,
+  IDENTITY_DEFAULTS,
+  decide,
+  identityOf,
+  inboxPrefix,
+  jetstreamSubjects,
+  type Allowed,
+  type AuthConfig,
+} from "../../controlplane/src/mod.ts";
 
 const CAP = "example.com/cap/nats";
 const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({
@@ -9,6 +18,9 @@ const auth = (over: Partial<AuthConfig> = {}): AuthConfig => ({
   capability: CAP,
   accounts: ["APP", "OPS"],
   rules: [],
+  limits: { ...IDENTITY_DEFAULTS },
+  account_limits: { ...ACCOUNT_DEFAULTS },
+  account_overrides: {},
   ...over,
 });
 const alice = identityOf({
@@ -136,10 +148,44 @@ describe("decisions", () => {
     assert.notEqual(a.key, wider.key);
   });
 
-  test("a grant with limits is refused: nats-server ignores a callout user's limits, so they would be a false promise", () => {
-    const d = decide(alice, [{ pub: { allow: [">"] } }, { limits: { subs: 1, payload: 64 } }], auth());
-    assert.equal(d.allow, false);
-    assert.match((d as { reason: string }).reason, /sets limits/);
-    assert.deepEqual((decide(alice, [{ pub: { allow: [">"] } }], auth()) as Allowed).limits, { subs: -1, payload: -1, data: -1 });
+  test("limits: auth.limits by default; a grant raises them, up to the account's ceilings", () => {
+    const plain = decide(alice, [{ pub: { allow: [">"] } }], auth()) as Allowed;
+    assert.deepEqual(plain.limits, { subs: 1000, payload: 2 ** 20 });
+    const raised = decide(alice, [{ pub: { allow: [">"] } }, { limits: { subs: 50_000, payload: "8MB" } }], auth()) as Allowed;
+    assert.deepEqual(raised.limits, { subs: 50_000, payload: 8 * 2 ** 20 });
+    assert.notEqual(raised.key, plain.key, "a change of limits is a change of rights: the connection is re-authorized");
+    // Several grants: the largest wins, -1 (no limit of the bridge's own) most of all.
+    const merged = decide(
+      alice,
+      [{ limits: { subs: 10 } }, { pub: { allow: ["a"] }, limits: { subs: 20, payload: 100 } }],
+      auth(),
+    ) as Allowed;
+    assert.deepEqual(merged.limits, { subs: 20, payload: 100 });
+    const unlimited = decide(alice, [{ limits: { subs: -1, payload: -1 } }, { limits: { subs: 5 } }], auth()) as Allowed;
+    // -1 subscriptions is the account's max_subscriptions: the bridge must refuse before nats-server.
+    assert.deepEqual(unlimited.limits, { subs: ACCOUNT_DEFAULTS.max_subscriptions, payload: -1 });
+    // A grant can lower them too.
+    assert.deepEqual((decide(alice, [{ limits: { subs: 3, payload: 64 } }], auth()) as Allowed).limits, { subs: 3, payload: 64 });
+  });
+
+  test("limits stay under the account's ceilings; SYS has none", () => {
+    const a = auth({
+      account_overrides: { OPS: { max_subscriptions: 500, max_payload: "64KB" } },
+      limits: { subs: 2000, payload: "1MB" },
+    });
+    const ops = decide(alice, [{ pub: { allow: [">"] }, account: "OPS", limits: { subs: 100_000, payload: "8MB" } }], a) as Allowed;
+    assert.deepEqual(ops.limits, { subs: 500, payload: 64 * 1024 });
+    const app = decide(alice, [{ pub: { allow: [">"] } }], a) as Allowed;
+    assert.deepEqual(app.limits, { subs: 2000, payload: 2 ** 20 });
+    const sys = decide(alice, [{ pub: { allow: [">"] }, account: "SYS", limits: { subs: -1 } }], a) as Allowed;
+    assert.deepEqual(sys.limits, { subs: -1, payload: 2 ** 20 });
+  });
+
+  test("malformed limits refuse the grant; data is not a limit nats-server enforces", () => {
+    for (const limits of [{ subs: -2 }, { subs: 1.5 }, { payload: "lots" }, { data: 10 }]) {
+      const d = decide(alice, [{ pub: { allow: [">"] }, limits }], auth());
+      assert.equal(d.allow, false, JSON.stringify(limits));
+      assert.match((d as { reason: string }).reason, /malformed: limits/, JSON.stringify(limits));
+    }
   });
 });

@@ -81,6 +81,7 @@ describe("renderNatsServerConfig", () => {
         '  name: "nats-js"',
         '  listen: "127.0.0.1:16222"',
         "  no_advertise: true",
+        '  compression: "off"',
         "  routes: [",
         '    "nats-route://127.0.0.1:16222"',
         "  ]",
@@ -110,7 +111,11 @@ describe("renderNatsServerConfig", () => {
 
   test("auth mode none: one APP user the bridge must vouch for, picked by no_auth_user", () => {
     const text = renderNatsServerConfig(config(), { auth: { mode: "none", proxyKey: tailnetAuth.proxyKey, sys, appPassword: "app-pw" } });
-    assert.match(text, /APP \{ jetstream: enabled, users: \[ \{ user: "tailnet", password: "app-pw", proxy_required: true \} \] \}/);
+    assert.match(
+      text,
+      /^ {2}"APP" \{\n {4}jetstream \{ max_mem: \d+, max_file: \d+, max_streams: 100, max_consumers: 1000, max_bytes_required: false \}$/m,
+    );
+    assert.match(text, /^ {4}users: \[ \{ user: "tailnet", password: "app-pw", proxy_required: true \} \]\n {2}\}$/m);
     assert.match(text, /^no_auth_user: "tailnet"$/m);
     assert.doesNotMatch(text, /auth_callout/);
   });
@@ -118,8 +123,10 @@ describe("renderNatsServerConfig", () => {
   test("auth mode tailnet: the callout decides, in the configured accounts", () => {
     const c = config({ auth: { accounts: ["APP", "TEAM"] } });
     const text = renderNatsServerConfig(c, { auth: tailnetAuth });
-    assert.match(text, /^ {2}"APP" \{ jetstream: enabled \}$/m);
-    assert.match(text, /^ {2}"TEAM" \{ jetstream: enabled \}$/m);
+    for (const acc of ["APP", "TEAM"]) {
+      assert.match(text, new RegExp(`^ {2}"${acc}" \\{\\n {4}jetstream \\{ max_mem: \\d+, max_file: \\d+, max_streams: 100, `, "m"));
+    }
+    assert.doesNotMatch(text, /^ {2}(SYS|AUTH) \{[^\n]*(jetstream|limits)/m, "the system and callout accounts keep no budget");
     assert.match(text, new RegExp(`issuer: "${tailnetAuth.callout.issuer}"`));
     assert.match(text, /auth_users: \[ "nats-tsnet-auth", "nats-tsnet-sys" \]/);
     assert.doesNotMatch(text, /no_auth_user/);

@@ -15,6 +15,15 @@ describe("native Ed25519 signer for the callout", () => {
     assert.ok(fast.verify(data, kp.sign(data)));
   });
 
+  test("derives the public and private key once, with the values nkeys derives", () => {
+    const kp = createAccount();
+    const fast = nativeSigner(kp);
+    assert.equal(fast.getPublicKey(), kp.getPublicKey());
+    assert.equal(fast.getPublicKey(), fast.getPublicKey());
+    assert.deepEqual(fast.getPrivateKey(), kp.getPrivateKey());
+    assert.equal(fast.getPrivateKey(), fast.getPrivateKey(), "the same object: not derived again");
+  });
+
   test("JWTs it signs verify with the nats library, and its verifier rejects a tampered one", async () => {
     const issuer = nativeSigner(createAccount());
     const user = createUser();

@@ -135,13 +135,21 @@ export class AuthCallout {
       return respond({ error: d.decision.reason });
     }
     const a = d.decision;
+    // Before nats-server hears the answer: the bridge holds this identity's
+    // connections to its limits (nats-server ignores them in the JWT below).
+    // If the bridge cannot be told, they keep the default quota, which is
+    // the safe side.
+    await this.o
+      .bridge()
+      .quota(ip, a.limits)
+      .catch((e) => this.o.log.warn({ ip, cid, err: (e as Error).message }, "could not give the bridge this identity's limits"));
     const user = {
       pub: a.pub,
       sub: a.sub,
       ...(a.resp ? { resp: a.resp } : {}),
+      // Ignored by nats-server v2.14 for callout users; kept so the JWT says what holds.
       subs: a.limits.subs,
       payload: a.limits.payload,
-      data: a.limits.data,
       // Only the bridge can vouch (proxy_sig): a local process is refused
       // even if it somehow got this far.
       proxy_required: true,
@@ -159,7 +167,10 @@ export class AuthCallout {
     // A decision, not a connection: nats-server still checks the bridge's
     // signature (proxy_required) after this, and "connected" is logged only
     // from its own connect event (watchConnects).
-    this.o.log.info({ decision: "allow", who: d.label, ip, cid, account: a.account, pub: a.pub.allow, sub: a.sub.allow }, "auth decision");
+    this.o.log.info(
+      { decision: "allow", who: d.label, ip, cid, account: a.account, pub: a.pub.allow, sub: a.sub.allow, limits: a.limits },
+      "auth decision",
+    );
     return respond({ jwt });
   }
 

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { createAccount, createOperator } from "@nats-io/nkeys";
 import { encodeOperator, type Account, type SigningKey, type UserPermissionsLimits } from "@nats-io/jwt";
 import { UsageError } from "../errors.ts";
+import { OPERATOR_ACCOUNT_DEFAULTS } from "../config/mod.ts";
 import {
   ADMIN,
   SYS,
@@ -53,28 +54,45 @@ export interface AccountLimits {
   jsMemory?: number;
   jsDisk?: number;
   streams?: number;
+  consumers?: number;
 }
 
-/** The limits claim: what was given over what the account had (or unlimited). */
-function limitsOf(name: string, given: AccountLimits, had: Account["limits"] = {}): Account["limits"] {
-  const pick = (v: number | undefined, key: keyof NonNullable<Account["limits"]>) => v ?? (had[key] as number | undefined) ?? -1;
+/**
+ * A new account's limits: the same defaults as the accounts of modes
+ * tailnet and none (connections, subscriptions per connection, streams,
+ * consumers) and a fixed JetStream budget, since the store knows no node's
+ * size. Without them one account's users could take all of JetStream.
+ * The system account keeps none: the node itself works through it.
+ */
+function newAccountLimits(name: string): AccountLimits {
+  if (name === SYS) return {};
+  const d = OPERATOR_ACCOUNT_DEFAULTS;
+  return { conns: d.conns, subs: d.subs, jsMemory: d.jsMemory, jsDisk: d.jsDisk, streams: d.streams, consumers: d.consumers };
+}
+
+/** The limits claim: what was given over what the account had (a new one: the defaults; else unlimited). */
+function limitsOf(name: string, given: AccountLimits, had?: Account["limits"]): Account["limits"] {
+  const base: Account["limits"] = had ?? {};
+  const fallback = had ? {} : newAccountLimits(name);
+  const pick = (v: number | undefined, key: keyof NonNullable<Account["limits"]>, d: number | undefined) =>
+    v ?? (base[key] as number | undefined) ?? d ?? -1;
   const jsOn = name !== SYS; // the system account never holds streams
   return {
-    ...had,
-    conn: pick(given.conns, "conn"),
-    subs: pick(given.subs, "subs"),
-    payload: pick(given.payload, "payload"),
-    data: pick(given.data, "data"),
-    imports: had.imports ?? -1,
-    exports: had.exports ?? -1,
-    wildcards: had.wildcards ?? true,
-    leaf: had.leaf ?? -1,
+    ...base,
+    conn: pick(given.conns, "conn", fallback.conns),
+    subs: pick(given.subs, "subs", fallback.subs),
+    payload: pick(given.payload, "payload", fallback.payload),
+    data: pick(given.data, "data", fallback.data),
+    imports: base.imports ?? -1,
+    exports: base.exports ?? -1,
+    wildcards: base.wildcards ?? true,
+    leaf: base.leaf ?? -1,
     ...(jsOn
       ? {
-          mem_storage: pick(given.jsMemory, "mem_storage"),
-          disk_storage: pick(given.jsDisk, "disk_storage"),
-          streams: pick(given.streams, "streams"),
-          consumer: had.consumer ?? -1,
+          mem_storage: pick(given.jsMemory, "mem_storage", fallback.jsMemory),
+          disk_storage: pick(given.jsDisk, "disk_storage", fallback.jsDisk),
+          streams: pick(given.streams, "streams", fallback.streams),
+          consumer: pick(given.consumers, "consumer", fallback.consumers),
         }
       : {}),
   };

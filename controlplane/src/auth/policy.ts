@@ -6,7 +6,7 @@
 // allow list would mean "everything").
 import { createHash } from "node:crypto";
 import { GrantSchema } from "../config/schema.ts";
-import { parseDuration, type AuthConfig } from "../config/mod.ts";
+import { identityQuota, limitBytes, parseDuration, type AuthConfig, type IdentityQuota } from "../config/mod.ts";
 import type { WhoIs } from "../bridge-client/client.ts";
 
 export interface Identity {
@@ -90,7 +90,12 @@ export interface Allowed {
   pub: NatsPermission;
   sub: NatsPermission;
   resp?: { max: number; ttl: number };
-  limits: { subs: number; payload: number; data: number };
+  /**
+   * What each of its connections may hold. nats-server ignores a callout
+   * user's limits, so the callout hands these to the bridge (`quota`),
+   * which enforces them; the account's own limits stay in force behind it.
+   */
+  limits: IdentityQuota;
   /** Changes whenever what the identity may do changes. */
   key: string;
 }
@@ -104,6 +109,18 @@ type Grant = ReturnType<typeof GrantSchema.parse>;
 
 function union(a: string[], b: string[] | undefined): string[] {
   return [...new Set([...a, ...(b ?? [])])].sort();
+}
+
+/** The largest limits any grant gives (-1, no limit, is the largest); unset where none sets one. */
+function grantedLimits(grants: Grant[]): Partial<IdentityQuota> {
+  const out: Partial<IdentityQuota> = {};
+  const larger = (a: number | undefined, b: number) => (a === undefined ? b : a < 0 || b < 0 ? -1 : Math.max(a, b));
+  for (const g of grants) {
+    if (g.limits?.subs !== undefined) out.subs = larger(out.subs, g.limits.subs);
+    const payload = limitBytes(g.limits?.payload);
+    if (payload !== undefined) out.payload = larger(out.payload, payload);
+  }
+  return out;
 }
 
 /** Grants from the caller's capability map plus the config rules that match it. */
@@ -125,17 +142,6 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
     if ((id.user && r.users.includes(id.user)) || id.tags.some((t) => r.tags.includes(t))) grants.push(r);
   }
   if (!grants.length) return { allow: false, reason: `no grant of ${auth.capability} for ${id.label}` };
-  // nats-server (v2.14) drops the subs/payload/data limits of a callout
-  // user's JWT (auth_callout.go clears the JWT before applyAccountLimits), so
-  // a grant's limits would be silently ignored. Refuse such a grant rather
-  // than pretend. (The bridge, which sees every SUB and PUB, is where they can be
-  // enforced; until it does, a limit in a grant is an error.)
-  if (grants.some((g) => g.limits)) {
-    return {
-      allow: false,
-      reason: `a grant for ${id.label} sets limits, which nats-server does not enforce for tailnet identities yet; remove them from the grant`,
-    };
-  }
 
   // A grant without an account is a grant in the default account. Grants
   // are never merged across accounts: a narrow SYS grant beside a general
@@ -155,7 +161,6 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
   let pub: NatsPermission = { allow: [], deny: [] };
   let sub: NatsPermission = { allow: [], deny: [] };
   let resp: Allowed["resp"];
-  const limits = { subs: -1, payload: -1, data: -1 };
   for (const g of grants) {
     const js = g.jetstream ? jetstreamSubjects(g.jetstream.streams, g.jetstream.manage) : [];
     pub = { allow: union(pub.allow, [...(g.pub?.allow ?? []), ...js]), deny: union(pub.deny, g.pub?.deny) };
@@ -170,7 +175,23 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
   sub = { allow: union(sub.allow, [`${inboxPrefix(id)}.>`]), deny: sub.deny };
   // NATS reads an empty allow list as "allow all"; here it means nothing.
   if (!pub.allow.length) pub = { allow: [], deny: [">"] };
+  const limits = identityQuota(auth, account, grantedLimits(grants));
   const body = { account, pub, sub, resp, limits };
   const key = createHash("sha256").update(JSON.stringify(body)).digest("base64url").slice(0, 16);
   return { allow: true, ...body, key };
+}
+
+/**
+ * What the bridge needs to refuse, before nats-server asks the callout,
+ * every caller that decide could only refuse with "no grant": the
+ * capability whose grants count, and the logins and tags the config rules
+ * name. Whatever passes is still decided here (a malformed grant, say).
+ */
+export function grantGate(auth: Pick<AuthConfig, "capability" | "rules">): { capability: string; users: string[]; tags: string[] } {
+  const sorted = (xs: string[]) => [...new Set(xs)].sort();
+  return {
+    capability: auth.capability,
+    users: sorted(auth.rules.flatMap((r) => r.users)),
+    tags: sorted(auth.rules.flatMap((r) => r.tags)),
+  };
 }

@@ -12,17 +12,27 @@ import type { KeyPair } from "@nats-io/nkeys";
 const PKCS8_ED25519 = Buffer.from("302e020100300506032b657004220420", "hex");
 const SPKI_ED25519 = Buffer.from("302a300506032b6570032100", "hex");
 
-/** A KeyPair that signs with node:crypto; the nkeys KeyPair keeps the seed and the public key. */
+/**
+ * A KeyPair that signs with node:crypto; the nkeys KeyPair keeps the seed.
+ * The public and private key are derived once: nkeys derives them from the
+ * seed in pure JavaScript on every call (milliseconds each), and
+ * @nats-io/jwt asks for both on every JWT it signs.
+ */
 export function nativeSigner(kp: KeyPair): KeyPair {
   const raw = (kp as unknown as { getRawSeed(): Uint8Array }).getRawSeed();
   const key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw]), format: "der", type: "pkcs8" });
+  const pub = kp.getPublicKey();
+  let priv: Uint8Array | undefined;
   return {
-    getPublicKey: () => kp.getPublicKey(),
-    getPrivateKey: () => kp.getPrivateKey(),
+    getPublicKey: () => pub,
+    getPrivateKey: () => (priv ??= kp.getPrivateKey()),
     getSeed: () => kp.getSeed(),
     sign: (input: Uint8Array) => new Uint8Array(sign(null, input, key)),
-    verify: (input: Uint8Array, sig: Uint8Array) => verify(null, input, publicKeyObject(kp.getPublicKey()), sig),
-    clear: () => kp.clear(),
+    verify: (input: Uint8Array, sig: Uint8Array) => verify(null, input, publicKeyObject(pub), sig),
+    clear: () => {
+      priv = undefined;
+      kp.clear();
+    },
     seal: kp.seal.bind(kp),
     open: kp.open.bind(kp),
   } as KeyPair;

@@ -42,6 +42,26 @@ export interface WhoIs {
   label: string;
 }
 
+/** What one client connection may hold: subscriptions and the largest message; -1 is no limit. */
+export interface Quota {
+  subs: number;
+  payload: number;
+}
+
+/** Per source device on the client face (see DeviceLimits in dataplane/bridge/limit.go); 0: no limit. */
+export interface DeviceLimits {
+  maxConns: number;
+  rate: number;
+  burst: number;
+}
+
+/** Auth mode tailnet: callers the bridge refuses before nats-server asks the callout (policy.ts grantGate). */
+export interface GrantGate {
+  capability: string;
+  users: string[];
+  tags: string[];
+}
+
 export interface BridgeOptions {
   mode: "node" | "client";
   hostname: string;
@@ -57,6 +77,13 @@ export interface BridgeOptions {
   /** client mode: tailnet host:port. */
   to?: string;
   socks5?: string;
+  /** client mode: SOCKS5 destinations, ports (on cluster-tagged peers) or host:port; default the port of `to`. */
+  socks5Allow?: readonly string[];
+  /** client mode: the tag that makes a peer a cluster node (default tag:nats-js). */
+  clusterTag?: string;
+  /** client mode: SOCKS5 username; the password comes from socks5PasswordFile or NATS_TSNET_SOCKS5_PASSWORD. */
+  socks5User?: string;
+  socks5PasswordFile?: string;
   log: Logger;
   wrap?: string[];
   extraStdio?: SpawnOptions["stdio"];
@@ -112,6 +139,10 @@ export class Bridge extends EventEmitter {
     if (o.listen) args.push("--listen", o.listen);
     if (o.to) args.push("--to", o.to);
     if (o.socks5) args.push("--socks5", o.socks5);
+    if (o.socks5Allow?.length) args.push("--socks5-allow", o.socks5Allow.join(","));
+    if (o.clusterTag) args.push("--cluster-tag", o.clusterTag);
+    if (o.socks5User) args.push("--socks5-user", o.socks5User);
+    if (o.socks5PasswordFile) args.push("--socks5-password-file", o.socks5PasswordFile);
     // The key never goes into the bridge's environment (readable in
     // /proc/<pid>/environ for its whole life): it goes through a pipe the
     // bridge reads once and closes.
@@ -218,6 +249,12 @@ export class Bridge extends EventEmitter {
     signClients?: boolean;
     nameClients?: boolean;
     routeSecret?: RouteSecret;
+    /** Client face: connections and connection rate per source device. */
+    limits?: DeviceLimits;
+    /** Client face, auth mode tailnet: refuse callers nothing could admit. */
+    grantGate?: GrantGate;
+    /** Every client connection's quota until quota() sets its identity's (client face only). */
+    clientQuota?: Quota;
   }): Promise<unknown> {
     return this.request("listen", a);
   }
@@ -227,6 +264,10 @@ export class Bridge extends EventEmitter {
   /** Tells the bridge why the callout refused ip, so the client sees the reason. */
   denied(ip: string, reason: string): Promise<unknown> {
     return this.request("denied", { ip, reason });
+  }
+  /** Holds every open client connection from ip to the quota its identity was given. */
+  quota(ip: string, q: Quota): Promise<unknown> {
+    return this.request("quota", { ip, subs: q.subs, payload: q.payload });
   }
   /** Closes a listener; with drain, its open connections are left to finish. */
   closeListener(name: string, drain = false): Promise<unknown> {

@@ -1,14 +1,19 @@
 // `nats-tsnet proxy`: client mode. This machine joins the tailnet as an
-// untagged device and serves one tailnet host:port on a local loopback port.
+// untagged device and serves one tailnet host:port on a local loopback port,
+// and optionally a SOCKS5 port limited to the cluster (see the README).
 import type { Command } from "commander";
 import { Bridge } from "../bridge-client/client.ts";
 import { createLogger, type LogFormat } from "../log.ts";
-import { onStopSignal } from "./options.ts";
+import { commaList, onStopSignal } from "./options.ts";
 
 interface ProxyFlags {
   to: string;
   listen: string;
   socks5?: string;
+  socks5Allow?: string[];
+  clusterTag: string;
+  socks5User?: string;
+  socks5PasswordFile?: string;
   hostname: string;
   stateDir: string;
   controlUrl?: string;
@@ -23,6 +28,17 @@ export function registerProxy(program: Command): void {
     .requiredOption("--to <host:port>", "tailnet address to forward to, e.g. nats-1:4222")
     .option("--listen <addr>", "local loopback address", "127.0.0.1:4222")
     .option("--socks5 <addr>", "also serve SOCKS5 on this loopback address")
+    .option(
+      "--socks5-allow <list>",
+      "SOCKS5 destinations, comma-separated: a port (on every node with --cluster-tag) or host:port (default: the port of --to)",
+      commaList,
+    )
+    .option("--cluster-tag <tag>", "the tag that makes a tailnet peer a cluster node", "tag:nats-js")
+    .option(
+      "--socks5-user <name>",
+      "require this SOCKS5 username; the password comes from --socks5-password-file or NATS_TSNET_SOCKS5_PASSWORD",
+    )
+    .option("--socks5-password-file <file>", "file holding the SOCKS5 password")
     .option("--hostname <name>", "this device's tailnet name", "nats-tsnet-proxy")
     .option("--state-dir <dir>", "tsnet state directory", "nats-tsnet-proxy-state")
     .option("--control-url <url>", "control server (default: TS_CONTROL_URL, else Tailscale's)")
@@ -33,6 +49,9 @@ export function registerProxy(program: Command): void {
 
 async function runProxy(o: ProxyFlags): Promise<void> {
   const log = createLogger({ format: o.logFormat });
+  // The bridge checks the SOCKS5 flags (and reads NATS_TSNET_SOCKS5_PASSWORD
+  // from the environment it inherits), so that its own command line and
+  // this one cannot disagree; a mistake comes back as ERR_USAGE.
   const bridge = await Bridge.start({
     mode: "client",
     hostname: o.hostname,
@@ -43,6 +62,10 @@ async function runProxy(o: ProxyFlags): Promise<void> {
     upTimeoutMs: 60_000,
     listen: o.listen,
     socks5: o.socks5,
+    socks5Allow: o.socks5Allow,
+    clusterTag: o.clusterTag,
+    socks5User: o.socks5User,
+    socks5PasswordFile: o.socks5PasswordFile,
     to: o.to,
     log,
   });

@@ -28,6 +28,7 @@ export interface Config {
     readonly control_url: string;
     readonly auth_key: string;
     readonly auth_key_file: string;
+    readonly cluster_key_file: string;
     readonly tags: readonly string[];
     readonly cluster_tag: string;
     readonly ephemeral: boolean;
@@ -50,6 +51,12 @@ export interface Config {
       readonly sync_interval_ms: "always" | number;
       readonly max_memory_bytes: number | null;
       readonly max_file_bytes: number | null;
+    };
+    /** Per client device on the tailnet client port; 0: no limit (connect_burst is at least 1). */
+    readonly device_limits: {
+      readonly max_connections: number;
+      readonly connect_rate: number;
+      readonly connect_burst: number;
     };
     readonly include: string;
     readonly lame_duck_duration_ms: number;
@@ -163,6 +170,29 @@ export function resolveAuthKey(config: Config): string | undefined {
   return key;
 }
 
+/**
+ * The cluster key (tailnet.cluster_key_file), or undefined without one. It
+ * is a secret that admits routes, so like an ssh key it must not be
+ * readable by anyone but its owner; and short keys are refused rather
+ * than stretched.
+ */
+export function resolveClusterKey(config: Config): string | undefined {
+  const file = config.tailnet.cluster_key_file;
+  if (!file) return undefined;
+  const fail = (why: string, cause?: unknown) =>
+    new ConfigError("ERR_CLUSTER_KEY", `tailnet.cluster_key_file ${file} ${why}`, { file }, cause ? { cause } : undefined);
+  let key: string;
+  try {
+    if ((statSync(file).mode & 0o077) !== 0) throw fail("is readable by group or others: chmod 600 it");
+    key = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw fail(`cannot be read: ${(err as Error).message}`, err);
+  }
+  if (key.length < 32) throw fail(`holds ${key.length} characters; a cluster key needs at least 32 (head -c 32 /dev/urandom | base64)`);
+  return key;
+}
+
 // ---- reading -------------------------------------------------------------------------------
 
 interface Yaml {
@@ -267,6 +297,7 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
       auth_key_file: abs(["tailnet", "auth_key_file"], auth_key_file),
       tags: t.tags,
       cluster_tag: t.cluster_tag,
+      cluster_key_file: abs(["tailnet", "cluster_key_file"], t.cluster_key_file),
       ephemeral: t.ephemeral,
       up_timeout_ms: ms(["tailnet", "up_timeout"], t.up_timeout),
     },
@@ -286,6 +317,7 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
         max_memory_bytes: bytes(js.max_memory),
         max_file_bytes: bytes(js.max_file),
       },
+      device_limits: n.device_limits,
       include,
       lame_duck_duration_ms,
       lame_duck_grace_period_ms,

@@ -4,6 +4,7 @@ export {
   loadConfig,
   redactConfig,
   resolveAuthKey,
+  resolveClusterKey,
   sanitizeHostname,
   ENV_VARS,
   type Config,
@@ -15,3 +16,15 @@ export {
 export { renderNatsServerConfig, natsServerConfPath, q, LOOPBACK, type NodePieces, type AuthPieces, type RouteSecret } from "./render.ts";
 export { configJsonSchema, type ConfigInput } from "./schema.ts";
 export { formatDuration, parseDuration, parseSize } from "./units.ts";
+export {
+  accountBudgets,
+  budgetAccounts,
+  identityQuota,
+  limitBytes,
+  ACCOUNT_DEFAULTS,
+  IDENTITY_DEFAULTS,
+  OPERATOR_ACCOUNT_DEFAULTS,
+  type AccountBudget,
+  type HostCapacity,
+  type IdentityQuota,
+} from "./budgets.ts";

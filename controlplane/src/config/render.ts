@@ -5,11 +5,14 @@
 import { dirname, join, relative } from "node:path";
 import type { Config } from "./load.ts";
 import { formatDuration } from "./units.ts";
+import { accountBudgets, serverBudget, type AccountBudget } from "./budgets.ts";
 
 /** Credentials a route presents on the cluster port; only our own bridge and nats-server know them. */
 export interface RouteSecret {
   user: string;
   pass: string;
+  /** tailnet.cluster_key_file's key: only the bridge uses it (route proofs); it never appears in nats-server's config. */
+  clusterKey?: string;
 }
 
 /**
@@ -63,13 +66,15 @@ export function renderNatsServerConfig(config: Config, extra: NodePieces = {}): 
     ...(nats.trace ? ["trace: true"] : []),
   ];
   if (js.enabled) {
+    // With budgets in the accounts, the server's own is written down too, so the two agree.
+    const budget = serverBudget(config, extra.auth !== undefined && extra.auth.mode !== "operator");
     out.push(
       "",
       "jetstream {",
       `  store_dir: ${q(js.store_dir)}`,
       `  sync_interval: ${js.sync_interval_ms === "always" ? "always" : q(formatDuration(js.sync_interval_ms))}`,
-      ...(js.max_memory_bytes !== null ? [`  max_memory_store: ${js.max_memory_bytes}`] : []),
-      ...(js.max_file_bytes !== null ? [`  max_file_store: ${js.max_file_bytes}`] : []),
+      ...(budget.memory !== null ? [`  max_memory_store: ${budget.memory}`] : []),
+      ...(budget.file !== null ? [`  max_file_store: ${budget.file}`] : []),
       "}",
     );
   }
@@ -107,6 +112,11 @@ function clusterBlock(config: Config, extra: NodePieces): string {
     // Clients learn other nodes' client URLs only when we know their tailnet
     // names (client_advertise); loopback URLs must never reach a client.
     `  no_advertise: ${extra.clientAdvertise ? "false" : "true"}`,
+    // Plain route protocol only: the bridge reads every route stream (it
+    // drops gossip and keeps peers to their own addresses), which it cannot
+    // do once a peer talks nats-server into S2 (the default mode "accept"
+    // would). WireGuard already encrypts; compression is not worth that.
+    `  compression: "off"`,
     `  routes: [\n${routes.map((r) => `    ${q(r)}\n`).join("")}  ]`,
     "}",
   ].join("\n");
@@ -131,12 +141,13 @@ function authBlock(config: Config, a: AuthPieces): string {
       `resolver_preload { ${q(a.systemAccount.pub)}: ${q(a.systemAccount.jwt)} }`,
     ].join("\n");
   }
+  const budgets = accountBudgets(config);
   const out = [proxies, "accounts {", `  SYS { users: [ { user: ${q(a.sys.user)}, password: ${q(a.sys.password)} } ] }`];
   if (a.mode === "none") {
     // Every client the bridge vouched for lands in APP with full rights;
     // the user's password is unusable by design (no_auth_user picks it).
     out.push(
-      `  APP { jetstream: enabled, users: [ { user: "tailnet", password: ${q(a.appPassword)}, proxy_required: true } ] }`,
+      ...accountBlock("APP", budgets.get("APP")!, `users: [ { user: "tailnet", password: ${q(a.appPassword)}, proxy_required: true } ]`),
       "}",
       "system_account: SYS",
       'no_auth_user: "tailnet"',
@@ -147,7 +158,7 @@ function authBlock(config: Config, a: AuthPieces): string {
   // connection from the caller's tailnet identity and places it in one of
   // auth.accounts (or SYS, if a grant says so).
   out.push(`  AUTH { users: [ { user: ${q(a.callout.user)}, password: ${q(a.callout.password)} } ] }`);
-  for (const acc of config.auth.accounts) out.push(`  ${q(acc)} { jetstream: enabled }`);
+  for (const acc of config.auth.accounts) out.push(...accountBlock(acc, budgets.get(acc)!));
   out.push(
     "}",
     "system_account: SYS",
@@ -160,6 +171,24 @@ function authBlock(config: Config, a: AuthPieces): string {
     "}",
   );
   return out.join("\n");
+}
+
+/**
+ * A client account with its JetStream budget and its limits, so that no
+ * account can take what the others were promised: nats-server refuses a
+ * stream whose max_bytes is over the account's budget, stops writes at it,
+ * and holds every connection to max_subscriptions and max_payload (the
+ * ceilings; the bridge holds each identity to its own quota below them).
+ */
+function accountBlock(name: string, b: AccountBudget, users?: string): string[] {
+  const payload = b.maxPayload >= 0 ? `, max_payload: ${b.maxPayload}` : "";
+  return [
+    `  ${q(name)} {`,
+    `    jetstream { max_mem: ${b.maxMemory}, max_file: ${b.maxFile}, max_streams: ${b.maxStreams}, max_consumers: ${b.maxConsumers}, max_bytes_required: ${b.maxBytesRequired} }`,
+    `    limits { max_connections: ${b.maxConnections}, max_subscriptions: ${b.maxSubscriptions}${payload} }`,
+    ...(users ? [`    ${users}`] : []),
+    "  }",
+  ];
 }
 
 /**

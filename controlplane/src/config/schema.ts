@@ -4,6 +4,7 @@
 
 import { z } from "zod";
 import { DURATION_PATTERN, SIZE_PATTERN } from "./units.ts";
+import { ACCOUNT_DEFAULTS, IDENTITY_DEFAULTS, budgetIssues } from "./budgets.ts";
 
 export const HOSTNAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 export const TAG_PATTERN = "^tag:[a-zA-Z][a-zA-Z0-9-]*$";
@@ -63,6 +64,9 @@ export const TailnetSchema = z.strictObject({
   cluster_tag: tag
     .default("tag:nats-js")
     .meta({ description: "Peers carrying this tag are cluster members; the node refuses to start without it." }),
+  cluster_key_file: path(
+    "File holding a key every cluster member holds (32+ characters, mode 0600): a second factor beside cluster_tag, so a leaked tagged auth key alone admits no route. Empty: the tag alone.",
+  ),
   ephemeral: z
     .boolean()
     .default(false)
@@ -89,6 +93,27 @@ export const JetStreamSchema = z.strictObject({
   max_file: size("File storage limit. Empty: nats-server's own default."),
 });
 
+const count = (fallback: number, min: number, description: string) =>
+  z
+    .int({ error: `must be a whole number, ${min} or more` })
+    .min(min, { error: `must be ${min} or more` })
+    .default(fallback)
+    .meta({ description });
+export const DeviceLimitsSchema = z
+  .strictObject({
+    max_connections: count(256, 0, "Connections one device may have open at once, those being set up included. 0: no limit."),
+    connect_rate: z
+      .number({ error: "must be a number of connections per second, 0 or more" })
+      .min(0, { error: "must be 0 or more" })
+      .default(20)
+      .meta({ description: "New connections per second one device may open, sustained. 0: no limit." }),
+    connect_burst: count(100, 1, "New connections one device may open at once before connect_rate applies."),
+  })
+  .meta({
+    description:
+      "Limits per client device on the tailnet client port, so that one device (a reconnect loop, a flood) cannot keep everyone else's connections out. A connection past them is closed before nats-server sees it.",
+  });
+
 export const NatsSchema = z.strictObject({
   server_name: natsName("NATS server_name (unique, stable: it identifies the JetStream peer). Empty: hostname."),
   cluster_name: natsName('NATS cluster name. Empty: cluster_tag without the "tag:" prefix.'),
@@ -97,6 +122,7 @@ export const NatsSchema = z.strictObject({
   monitor_port: port(8222, "Tailnet-facing monitoring port; 0 keeps monitoring off the tailnet.", 0),
   loopback: LoopbackSchema.prefault({}),
   jetstream: JetStreamSchema.prefault({}),
+  device_limits: DeviceLimitsSchema.prefault({}),
   include: path("nats-server config fragment included last (relative to the config file's directory)."),
   lame_duck_duration: duration("30s", "How long lame-duck mode spreads client disconnects on shutdown; at least 30s."),
   lame_duck_grace_period: duration("2s", "Wait before lame-duck mode starts closing clients; must be below lame_duck_duration."),
@@ -113,6 +139,62 @@ export const LogSchema = z.strictObject({
   format: z.enum(LOG_FORMATS).default("text").meta({ description: "text for people, json for log collectors." }),
   level: z.enum(LOG_LEVELS).default("info"),
 });
+
+// Limits: -1 is "no limit"; sizes as elsewhere in the file, or byte counts.
+const COUNT_ERROR = { error: "must be a whole number, or -1 for no limit" };
+const BYTES_ERROR = { error: 'must be a size like "512MB", a byte count, or -1 for no limit' };
+const countLimit = z.int(COUNT_ERROR).min(-1, COUNT_ERROR);
+const bytesLimit = z.union([z.int(BYTES_ERROR).min(-1, BYTES_ERROR), z.string().regex(new RegExp(SIZE_PATTERN), BYTES_ERROR)], BYTES_ERROR);
+
+/** What one identity may hold on one connection; a grant's limits replace auth.limits. */
+const identityLimits = {
+  subs: countLimit.meta({ description: "Subscriptions one connection may hold at once; -1: up to the account's max_subscriptions." }),
+  payload: bytesLimit.meta({
+    description: "Largest message one connection may publish (headers included); -1: the account's or server's max_payload.",
+  }),
+};
+export const IdentityLimitsSchema = z
+  .strictObject({
+    subs: identityLimits.subs.default(IDENTITY_DEFAULTS.subs),
+    payload: identityLimits.payload.default(IDENTITY_DEFAULTS.payload),
+  })
+  .meta({
+    description:
+      "Modes tailnet and none: what one identity may hold on one connection, enforced by the bridge. A grant's or rule's `limits` replace these for its identity.",
+  });
+
+/** Every account's limits (modes tailnet and none); fields left out of an override keep auth.account_limits. */
+const accountLimitFields = {
+  max_memory: bytesLimit.meta({
+    description:
+      "JetStream memory storage. Empty: an even share of nats.jetstream.max_memory (75% of the host's memory when unset) among the accounts without their own.",
+  }),
+  max_file: bytesLimit.meta({
+    description:
+      "JetStream file storage, every replica counted. Empty: an even share of nats.jetstream.max_file (what nats-server would take on this host when unset: 75% of the free disk plus of what the store holds) among the accounts without their own.",
+  }),
+  max_streams: countLimit.meta({ description: "JetStream streams." }),
+  max_consumers: countLimit.meta({ description: "JetStream consumers." }),
+  max_bytes_required: z.boolean().meta({ description: "Every stream must set max_bytes, so that it reserves its size up front." }),
+  max_connections: countLimit.meta({ description: "Client connections in the account, across the cluster." }),
+  max_subscriptions: countLimit.meta({ description: "Subscriptions per connection: the most any grant can give." }),
+  max_payload: bytesLimit.meta({
+    description: "Largest message per connection: the most any grant can give. Empty: the server's max_payload.",
+  }),
+};
+type AccountLimitKey = keyof typeof accountLimitFields;
+export const AccountLimitsSchema = z
+  .strictObject(
+    Object.fromEntries(
+      Object.entries(accountLimitFields).map(([k, v]) => [k, (v as z.ZodType).default(ACCOUNT_DEFAULTS[k as AccountLimitKey])]),
+    ) as { [K in AccountLimitKey]: z.ZodDefault<(typeof accountLimitFields)[K]> },
+  )
+  .meta({ description: "Every account's budget and ceilings (modes tailnet and none; SYS keeps none)." });
+export const AccountOverrideSchema = z.strictObject(
+  Object.fromEntries(Object.entries(accountLimitFields).map(([k, v]) => [k, (v as z.ZodType).optional()])) as {
+    [K in AccountLimitKey]: z.ZodOptional<(typeof accountLimitFields)[K]>;
+  },
+);
 
 const subjects = z.array(z.string().min(1)).default([]);
 export const PermissionSchema = z.strictObject({
@@ -149,13 +231,10 @@ export const GrantSchema = z.strictObject({
     })
     .optional()
     .meta({ description: "JetStream scoped to named streams, in place of the whole account's $JS.API.>." }),
-  limits: z
-    .strictObject({
-      subs: z.number().int().min(-1).optional(),
-      payload: z.number().int().min(-1).optional(),
-      data: z.number().int().min(-1).optional(),
-    })
-    .optional(),
+  limits: z.strictObject({ subs: identityLimits.subs.optional(), payload: identityLimits.payload.optional() }).optional().meta({
+    description:
+      "Replaces auth.limits for this identity (several grants: the largest wins), up to its account's max_subscriptions and max_payload.",
+  }),
 });
 export const RuleSchema = z
   .strictObject({
@@ -188,6 +267,12 @@ export const AuthSchema = z.strictObject({
     .array(RuleSchema)
     .default([])
     .meta({ description: "Permissions by user or tag, for control servers without grants; merged with grants." }),
+  limits: IdentityLimitsSchema.prefault({}),
+  account_limits: AccountLimitsSchema.prefault({}),
+  account_overrides: z
+    .record(z.string().regex(/^[A-Za-z0-9_-]+$/), AccountOverrideSchema)
+    .default({})
+    .meta({ description: "Per account, by name: the fields of account_limits that differ for it." }),
 });
 
 export const ConfigSchema = z
@@ -204,6 +289,9 @@ export const ConfigSchema = z
     nats: NatsSchema.prefault({}),
     log: LogSchema.prefault({}),
     auth: AuthSchema.prefault({}),
+  })
+  .superRefine((p, ctx) => {
+    for (const { path, message } of budgetIssues(p)) ctx.addIssue({ code: "custom", path, message });
   })
   .meta({ title: "nats-tsnet configuration" });
 

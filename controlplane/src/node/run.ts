@@ -7,15 +7,17 @@ import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
 import {
+  identityQuota,
   natsServerConfPath,
   redactConfig,
   renderNatsServerConfig,
   resolveAuthKey,
+  resolveClusterKey,
   type AuthPieces,
   type Config,
   type RouteSecret,
 } from "../config/mod.ts";
-import { Bridge, type BridgeOptions, type TailnetStatus } from "../bridge-client/client.ts";
+import { Bridge, type BridgeOptions, type DeviceLimits, type TailnetStatus } from "../bridge-client/client.ts";
 import { startNatsServer } from "./natsServer.ts";
 import { loadOrCreateSecrets, ROUTE_USER, type NodeSecrets } from "../auth/secrets.ts";
 import { Supervisor } from "../supervise/restart.ts";
@@ -24,6 +26,7 @@ import { TailnetError, type NatsTsnetError } from "../errors.ts";
 import { RouteReconciler, writeStatusFile } from "../cluster/reconcile.ts";
 import { routeAlias } from "../cluster/members.ts";
 import { AuthCallout, AUTH_USER } from "../auth/callout.ts";
+import { grantGate } from "../auth/policy.ts";
 import { readStore } from "../auth/operator.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 
@@ -74,7 +77,8 @@ class NodeRuntime {
       this.stopped = resolve;
     });
     this.clustered = !config.nats.standalone;
-    this.routeSecret = { user: ROUTE_USER, pass: secrets.route_password };
+    const clusterKey = resolveClusterKey(config);
+    this.routeSecret = { user: ROUTE_USER, pass: secrets.route_password, ...(clusterKey ? { clusterKey } : {}) };
     this.routes = new RouteReconciler({
       config,
       log,
@@ -160,6 +164,12 @@ class NodeRuntime {
       proxyProtocol: true,
       signClients: true,
       nameClients: true,
+      // Modes tailnet and none: each connection starts from the default quota; the callout sets its identity's.
+      ...(this.config.auth.mode !== "operator" && { clientQuota: identityQuota(this.config.auth, undefined) }),
+      // One device must not keep everyone else's connections out (issue 15).
+      limits: deviceLimits(nats.device_limits),
+      // Mode tailnet: a caller no grant or rule admits is refused before the callout is asked.
+      ...(this.config.auth.mode === "tailnet" && { grantGate: grantGate(this.config.auth) }),
     });
     if (nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: nats.monitor_port, target: `127.0.0.1:${nats.loopback.monitor_port}` });
@@ -278,6 +288,11 @@ class NodeRuntime {
     })();
     return this.stopping;
   }
+}
+
+/** The config's per-device limits in the bridge's terms. */
+function deviceLimits(l: Config["nats"]["device_limits"]): DeviceLimits {
+  return { maxConns: l.max_connections, rate: l.connect_rate, burst: l.connect_burst };
 }
 
 async function stopNats(child: ChildProcess, mode: StopMode, config: Config, log: Logger): Promise<void> {

@@ -47,9 +47,7 @@ func main() {
 		authFile  string
 		authFD    = fs.Int("auth-key-fd", -1, "read the auth key from this inherited file descriptor (then close it)")
 		logUpload bool
-		listen    string
-		to        string
-		socksAddr string
+		cf        clientFlags
 		pprofAddr string
 		upTimeout = fs.Duration("up-timeout", 60*time.Second, "how long to wait for the tailnet")
 		port      = fs.Int("port", 0, "WireGuard UDP port (0 = any)")
@@ -62,9 +60,13 @@ func main() {
 	fs.BoolVar(&o.Ephemeral, "ephemeral", false, "register as an ephemeral device")
 	fs.BoolVar(&o.Verbose, "verbose", false, "log tsnet's own lines")
 	fs.BoolVar(&logUpload, "log-upload", false, "allow tsnet to upload logs to Tailscale (off by default)")
-	fs.StringVar(&listen, "listen", "127.0.0.1:4222", "client mode: local address, or fd:N for an inherited listening socket")
-	fs.StringVar(&to, "to", "", "client mode: tailnet host:port to forward to")
-	fs.StringVar(&socksAddr, "socks5", "", "client mode: also serve SOCKS5 on this local address (or fd:N)")
+	fs.StringVar(&cf.listen, "listen", "127.0.0.1:4222", "client mode: local address, or fd:N for an inherited listening socket")
+	fs.StringVar(&cf.to, "to", "", "client mode: tailnet host:port to forward to")
+	fs.StringVar(&cf.socksAddr, "socks5", "", "client mode: also serve SOCKS5 on this local address (or fd:N)")
+	fs.StringVar(&cf.socksAllow, "socks5-allow", "", "client mode: SOCKS5 destinations, comma-separated ports (on cluster-tagged peers) or host:port (default: the port of --to)")
+	fs.StringVar(&cf.clusterTag, "cluster-tag", "tag:nats-js", "client mode: the tag that makes a peer a cluster node, for SOCKS5")
+	fs.StringVar(&cf.socksUser, "socks5-user", "", "client mode: SOCKS5 username (the password comes from --socks5-password-file or "+socksPasswordEnv+")")
+	fs.StringVar(&cf.socksPassFile, "socks5-password-file", "", "client mode: file holding the SOCKS5 password")
 	fs.StringVar(&pprofAddr, "pprof", os.Getenv("NATS_TSNET_BRIDGE_PPROF"), "serve Go pprof on this loopback address (profiling only)")
 	_ = fs.Parse(args)
 	if pprofAddr != "" {
@@ -99,17 +101,15 @@ func main() {
 	// peerAPI says whether tsnet's peerAPI server is in this binary: it
 	// answers every tailnet peer whatever the ACL, so release builds omit it
 	// (scripts/build.sh, ts_omit_peerapiserver) and the tests check this field.
-	log.Info("bridge starting", "mode", mode, "hostname", o.Hostname, "authKey", keyState, "peerAPI", buildfeatures.HasPeerAPIServer)
+	log.Info("bridge starting", "mode", mode, "hostname", o.Hostname, "authKey", keyState, "peerAPI", buildfeatures.HasPeerAPIServer,
+		"memoryLimit", applyMemoryLimit())
 
 	ch := bridge.NewChannel(os.Stdout)
 	switch mode {
 	case "node":
 		runNode(ctx, ch, o, log)
 	case "client":
-		if to == "" {
-			fatalf(exitUsage, bridge.ErrUsage, "client mode needs --to host:port")
-		}
-		runClient(ctx, ch, o, log, listen, to, socksAddr)
+		runClient(ctx, ch, o, log, cf)
 	default:
 		usage()
 	}
@@ -223,12 +223,16 @@ func runNode(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slo
 	_ = n.Srv.Close()
 }
 
+// localListener opens a client-mode listener. Whatever the spec, the
+// listener must end up on loopback: the proxy's ports act as its device's
+// owner, so only this host may reach them.
 func localListener(spec string) (net.Listener, error) {
 	if fd, ok := strings.CutPrefix(spec, "fd:"); ok {
 		// An inherited socket lets a parent in another network namespace
 		// hand us a listener on its own loopback.
 		num, err := strconv.Atoi(fd)
-		if err != nil {
+		if err != nil || num <= 2 {
+			// 0-2 carry the control protocol; a negative fd is no file.
 			return nil, fmt.Errorf("bad fd %q", spec)
 		}
 		f := os.NewFile(uintptr(num), "listener")
@@ -250,17 +254,101 @@ func localListener(spec string) (net.Listener, error) {
 	return net.Listen("tcp", spec)
 }
 
-func runClient(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slog.Logger, listen, to, socksAddr string) {
-	ctx, stop := context.WithCancel(ctx)
-	ln, err := localListener(listen)
+// socksPasswordEnv holds the SOCKS5 password when no file is given; never
+// a flag, which every local user could read in /proc/<pid>/cmdline.
+const socksPasswordEnv = "NATS_TSNET_SOCKS5_PASSWORD"
+
+// clientFlags are client mode's own flags.
+type clientFlags struct {
+	listen, to, socksAddr    string
+	socksAllow, clusterTag   string
+	socksUser, socksPassFile string
+}
+
+// socksSetup is the SOCKS5 server's configuration, checked before the
+// device joins the tailnet so that a flag error costs no login.
+type socksSetup struct {
+	policy     *bridge.SocksPolicy
+	user, pass string
+}
+
+func newSocksSetup(cf clientFlags, log *slog.Logger) socksSetup {
+	p := &bridge.SocksPolicy{ClusterTag: cf.clusterTag}
+	var err error
+	if cf.socksAllow != "" {
+		p.Allow, err = bridge.ParseSocksAllow(cf.socksAllow)
+	} else {
+		p.Allow, err = bridge.DefaultSocksAllow(cf.to)
+	}
 	if err != nil {
-		fatalf(exitUsage, bridge.ErrListen, "listen %s: %v", listen, err)
+		fatalf(exitUsage, bridge.ErrUsage, "%v", err)
+	}
+	pass := socksPassword(cf.socksPassFile)
+	switch {
+	case cf.socksUser == "" && pass != "":
+		fatalf(exitUsage, bridge.ErrUsage, "a SOCKS5 password needs --socks5-user")
+	case cf.socksUser != "" && pass == "":
+		fatalf(exitUsage, bridge.ErrUsage, "--socks5-user needs a password: --socks5-password-file or %s", socksPasswordEnv)
+	case len(cf.socksUser) > 255 || len(pass) > 255:
+		fatalf(exitUsage, bridge.ErrUsage, "SOCKS5 username and password are at most 255 bytes each (RFC 1929)")
+	}
+	allow := make([]string, len(p.Allow))
+	for i, r := range p.Allow {
+		allow[i] = r.String()
+	}
+	log.Info("socks5 policy", "allow", allow, "clusterTag", p.ClusterTag, "auth", cf.socksUser != "")
+	return socksSetup{policy: p, user: cf.socksUser, pass: pass}
+}
+
+// server is tailscale's SOCKS5 server with a dialer that goes through the
+// policy and dials only tailnet peers.
+func (s socksSetup) server(n *bridge.Node, log *slog.Logger) *socks5.Server {
+	return &socks5.Server{
+		Logf:     func(string, ...any) {}, // refusals are logged by the dialer
+		Dialer:   bridge.SocksDialer(s.policy, n.Status, n.Srv.Dial, log),
+		Username: s.user,
+		Password: s.pass,
+	}
+}
+
+// socksPassword reads the SOCKS5 password from file, else from the
+// environment, which is cleared so that nothing tsnet starts inherits it.
+func socksPassword(file string) string {
+	env := os.Getenv(socksPasswordEnv)
+	os.Unsetenv(socksPasswordEnv)
+	if file == "" {
+		return env
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		fatalf(exitUsage, bridge.ErrUsage, "reading the SOCKS5 password file: %v", err)
+	}
+	pass := strings.TrimRight(string(b), "\r\n")
+	if pass == "" {
+		fatalf(exitUsage, bridge.ErrUsage, "the SOCKS5 password file %s is empty", file)
+	}
+	return pass
+}
+
+func runClient(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *slog.Logger, cf clientFlags) {
+	ctx, stop := context.WithCancel(ctx)
+	if cf.to == "" {
+		fatalf(exitUsage, bridge.ErrUsage, "client mode needs --to host:port")
+	}
+	if cf.socksAddr == "" && (cf.socksAllow != "" || cf.socksUser != "" || cf.socksPassFile != "") {
+		fatalf(exitUsage, bridge.ErrUsage, "--socks5-allow, --socks5-user and --socks5-password-file need --socks5")
+	}
+	ln, err := localListener(cf.listen)
+	if err != nil {
+		fatalf(exitUsage, bridge.ErrListen, "listen %s: %v", cf.listen, err)
 	}
 	var socksLn net.Listener
-	if socksAddr != "" {
-		if socksLn, err = localListener(socksAddr); err != nil {
-			fatalf(exitUsage, bridge.ErrListen, "socks5 listen %s: %v", socksAddr, err)
+	var socks socksSetup
+	if cf.socksAddr != "" {
+		if socksLn, err = localListener(cf.socksAddr); err != nil {
+			fatalf(exitUsage, bridge.ErrListen, "socks5 listen %s: %v", cf.socksAddr, err)
 		}
+		socks = newSocksSetup(cf, log)
 	}
 	n := up(ctx, ch, o, log)
 	serveControl(ctx, ch, n, stop)
@@ -269,13 +357,13 @@ func runClient(ctx context.Context, ch *bridge.Channel, o bridge.Options, log *s
 		Listener: ln,
 		Log:      log,
 		Dial: func(ctx context.Context, _ net.Conn) (net.Conn, error) {
-			return n.Srv.Dial(ctx, "tcp", to)
+			return n.Srv.Dial(ctx, "tcp", cf.to)
 		},
 	}
 	go f.Serve()
-	ready := bridge.ReadyEvent{Listen: ln.Addr().String(), To: to}
+	ready := bridge.ReadyEvent{Listen: ln.Addr().String(), To: cf.to}
 	if socksLn != nil {
-		s := &socks5.Server{Logf: func(string, ...any) {}, Dialer: n.Srv.Dial}
+		s := socks.server(n, log)
 		go func() { _ = s.Serve(socksLn) }()
 		ready.Socks5 = socksLn.Addr().String()
 	}
