@@ -19,6 +19,8 @@ const SIZES = [
   { label: "16 B", size: "16B", bytes: 16, msgs: 200_000 },
   { label: "1 KiB", size: "1KiB", bytes: 1024, msgs: 100_000 },
   { label: "64 KiB", size: "64KiB", bytes: 65536, msgs: 4_000 },
+  // Just under the default 1 MiB max_payload: the bridge's memory with large messages (issue 15).
+  { label: "1000 KiB", size: "1000KiB", bytes: 1_024_000, msgs: 1_500 },
 ];
 
 const t0 = Date.now();
@@ -148,6 +150,10 @@ try {
     const t = await pubsub(bh, p1.url, p2.url, s);
     clearInterval(sampler);
     if (s.bytes === 1024) mem.under_load_1KiB_peak = peak;
+    if (s.bytes === 1_024_000) {
+      await sleep(5000);
+      mem.large_messages = { peak, after_5s: namespaceMemory(lab.nodes.get("nats-1")!.host.netns) };
+    }
     throughput.push({ size: s.label, baseline: b, tailnet: t, ratio: +(t.msgs_per_s / b.msgs_per_s).toFixed(2) });
   }
   results.throughput = throughput;
@@ -244,6 +250,7 @@ const lines = [
   `| 4th node's start to routes everywhere | | ${(results.formation as { fourth_node_join_s: number }).fourth_node_join_s} s | |`,
   `| memory of nats-1, idle (MiB) | | ${JSON.stringify((results.memory_mib as { idle: unknown }).idle)} | |`,
   `| memory of nats-1, peak under 1 KiB load (MiB) | | ${JSON.stringify((results.memory_mib as { under_load_1KiB_peak: unknown }).under_load_1KiB_peak)} | |`,
+  `| bridge memory, 1000 KiB messages: peak, then 5 s after (MiB) | | ${JSON.stringify((results.memory_mib as { large_messages?: { peak: { "nats-tsnet-bridge"?: number }; after_5s: { "nats-tsnet-bridge"?: number } } }).large_messages?.peak["nats-tsnet-bridge"])}, ${JSON.stringify((results.memory_mib as { large_messages?: { after_5s: { "nats-tsnet-bridge"?: number } } }).large_messages?.after_5s["nats-tsnet-bridge"])} | |`,
   "",
   "nats-1's bridge CPU under 1 KiB pub/sub load (Go pprof, share of samples):",
   ...Object.entries(results.bridge_profile as Record<string, number>).map(([g, v]) => `  ${g.padEnd(40)} ${v.toFixed(1).padStart(5)} %`),

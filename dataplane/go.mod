@@ -3,9 +3,10 @@ module github.com/nats-tsnet/nats-tsnet/dataplane
 go 1.26.5
 
 require (
+	github.com/landlock-lsm/go-landlock v0.11.0
 	github.com/nats-io/nkeys v0.4.16
 	github.com/pires/go-proxyproto v0.8.1
-	golang.org/x/sys v0.47.0
+	golang.org/x/sys v0.48.0
 	tailscale.com v1.98.10
 )
 
@@ -51,4 +52,5 @@ require (
 	golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
 	golang.zx2c4.com/wireguard/windows v0.5.3 // indirect
 	gvisor.dev/gvisor v0.0.0-20260224225140-573d5e7127a8 // indirect
+	kernel.org/pub/linux/libs/security/libcap/psx v1.2.77 // indirect
 )

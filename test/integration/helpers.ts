@@ -15,7 +15,10 @@ import { LocalTailnet, type LabProxy } from "../../localtailnet/mod.ts";
  * try them: resolving a tailnet name here would ask the host's resolver.
  */
 export function natsConnect(servers: string | string[], opts: ConnectionOptions = {}): Promise<NatsConnection> {
-  return connect({ timeout: 3000, ...opts, servers, ignoreClusterUpdates: true });
+  // 10 s, not nats.js's few: a device's first connection waits for its first
+  // WireGuard handshake, which on a loaded 2-core machine (the whole suite
+  // runs there) has taken over 3 s. Tests that expect a refusal get it at once.
+  return connect({ timeout: 10_000, ...opts, servers, ignoreClusterUpdates: true });
 }
 
 export interface TestTailnet {

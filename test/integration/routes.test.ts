@@ -94,6 +94,11 @@ describe("routes: no member steers another, and a cluster key keeps tag-only dev
     // nats-server acts on gossip at once; give it more than enough time to.
     await sleep(3000);
     assert.deepEqual(loop.hits, [], "nats-1 dialed the gossiped address");
+    // Defence in depth: the kernel (Landlock) lets nats-server connect to the cluster port only.
+    assert.ok(
+      node.lines.some((l) => /outbound connections confined to TCP ports \[16222\]/.test(String(l.msg))),
+      "nats-server runs confined",
+    );
     const view = await t.tailnet.clusterView("nats-1");
     assert.ok(!view.routes.includes("foreign"), `nats-1 routes to a gossiped server: ${view.routes}`);
     assert.deepEqual([...new Set(view.routes)].filter((r) => r !== "rogue").sort(), ["nats-2"], "the members' own routes are untouched");

@@ -11,6 +11,12 @@ export interface NatsServerOptions {
   monitorPort: number;
   log: Logger;
   readyTimeoutMs?: number;
+  /**
+   * The only TCP ports nats-server may connect to (its routes reach the
+   * loopback cluster port only). On Linux it then runs under the bridge's
+   * `confine` (Landlock), which says in nats-server's log whether it holds.
+   */
+  connectPorts?: number[];
 }
 
 const NATS_LEVEL: Record<string, "info" | "warn" | "error" | "debug" | "trace"> = {
@@ -27,7 +33,15 @@ export async function startNatsServer(o: NatsServerOptions): Promise<ChildProces
   // nats-server needs nothing of ours from the environment, least of all the auth key.
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith("TS_") || k.startsWith("NATS_TSNET_")) delete env[k];
-  const child = spawnChild({ cmd: binaryPath("nats-server"), args: ["-c", o.confPath], env });
+  const plain = { cmd: binaryPath("nats-server"), args: ["-c", o.confPath] };
+  // confine execs nats-server in place: the pid, signals and output are nats-server's.
+  const confined = o.connectPorts && process.platform === "linux";
+  const child = spawnChild({
+    ...(confined
+      ? { cmd: binaryPath("bridge"), args: ["confine", "--connect-ports", o.connectPorts!.join(","), "--", plain.cmd, ...plain.args] }
+      : plain),
+    env,
+  });
   // nats-server logs "[pid] date time [LVL] message"; keep its level.
   const onLine = (line: string) => {
     const m = /^\[\d+\] \S+ \S+ \[(\w{3})\] (.*)$/.exec(line);

@@ -144,7 +144,13 @@ class NodeRuntime {
     const confPath = natsServerConfPath(this.config);
     this.nats = new Supervisor(
       "nats-server",
-      () => startNatsServer({ confPath, monitorPort: this.config.nats.loopback.monitor_port, log: this.log }),
+      () =>
+        startNatsServer({
+          confPath,
+          monitorPort: this.config.nats.loopback.monitor_port,
+          log: this.log,
+          connectPorts: this.clustered ? [this.config.nats.loopback.cluster_port] : [],
+        }),
       this.log,
     );
     this.nats.on("crashloop", (e) => this.fatal(e));

@@ -40,6 +40,10 @@ func main() {
 		usage()
 	}
 	mode, args := os.Args[1], os.Args[2:]
+	if mode == "confine" {
+		runConfine(args)
+		return
+	}
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
 	var (
 		o         bridge.Options
@@ -155,7 +159,7 @@ func authKey(file string, fd int) string {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: nats-tsnet-bridge node|client [flags]")
+	fmt.Fprintln(os.Stderr, "usage: nats-tsnet-bridge node|client|confine [flags]")
 	os.Exit(exitUsage)
 }
 
