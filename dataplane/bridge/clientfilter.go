@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"net"
 	"time"
 )
@@ -43,8 +42,6 @@ type clientFilter struct {
 	fr     framedReader
 	ending bool // a payload over the quota was refused: the stream ends
 }
-
-var errBadPub = errors.New("malformed PUB/HPUB")
 
 // Read fills p with whole filtered frames while input is buffered; it
 // blocks only when it has nothing to return yet.
@@ -86,15 +83,15 @@ func (f *clientFilter) frame(line []byte) ([]byte, int, error) {
 			return out, 0, err
 		}
 	case 'P', 'p':
-		if len(line) > 4 && (line[3] == ' ' || line[3] == '\t') && asciiFold(line[:3], "PUB") {
-			return f.pub(line, line[4:], 2, 3, false)
+		if args, ok := verbArgs(line, "PUB"); ok {
+			return f.pub(line, args, 2, 3, false)
 		}
 		if f.q != nil && len(line) >= 4 && asciiFold(line[:4], "PING") {
 			f.q.ping(pongWant{}) // nats-server reads anything up to LF after PING as PING
 		}
 	case 'H', 'h':
-		if len(line) > 5 && (line[4] == ' ' || line[4] == '\t') && asciiFold(line[:4], "HPUB") {
-			return f.pub(line, line[5:], 3, 4, true)
+		if args, ok := verbArgs(line, "HPUB"); ok {
+			return f.pub(line, args, 3, 4, true)
 		}
 	case 'S', 's':
 		if f.q != nil {
@@ -114,7 +111,7 @@ func (f *clientFilter) frame(line []byte) ([]byte, int, error) {
 
 // pub frames a PUB or HPUB and holds it to the payload quota.
 func (f *clientFilter) pub(line, args []byte, lo, hi int, hdr bool) ([]byte, int, error) {
-	size, err := pubSize(args, lo, hi, hdr)
+	size, err := msgSize(args, lo, hi, hdr)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -172,50 +169,6 @@ func splitArgs(args []byte) [][]byte {
 		args = args[:len(args)-1]
 	}
 	return bytes.FieldsFunc(args, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n' })
-}
-
-// pubSize returns the payload size of a PUB (2 or 3 arguments) or HPUB (3
-// or 4, header size before total size) argument list ending in LF.
-func pubSize(args []byte, lo, hi int, hdr bool) (int, error) {
-	args = args[:len(args)-1] // the LF readLine ended on
-	if len(args) > 0 && args[len(args)-1] == '\r' {
-		args = args[:len(args)-1]
-	}
-	if bytes.IndexByte(args, '\r') >= 0 {
-		return 0, fmt.Errorf("%w: CR inside the line", errBadPub)
-	}
-	var a [4][]byte
-	n, start := 0, -1
-	for i := 0; i <= len(args); i++ {
-		if i < len(args) && args[i] != ' ' && args[i] != '\t' {
-			if start < 0 {
-				start = i
-			}
-			continue
-		}
-		if start >= 0 {
-			if n == len(a) {
-				return 0, fmt.Errorf("%w: too many arguments", errBadPub)
-			}
-			a[n] = args[start:i]
-			n++
-			start = -1
-		}
-	}
-	if n < lo || n > hi {
-		return 0, fmt.Errorf("%w: %d arguments", errBadPub, n)
-	}
-	size := parseSize(a[n-1])
-	if size < 0 {
-		return 0, fmt.Errorf("%w: bad size %q", errBadPub, a[n-1])
-	}
-	if hdr {
-		h := parseSize(a[n-2])
-		if h < 0 || h > size {
-			return 0, fmt.Errorf("%w: bad header size %q", errBadPub, a[n-2])
-		}
-	}
-	return size, nil
 }
 
 // parseSize is nats-server's: 1 to 9 ASCII digits, else -1.
@@ -294,9 +247,4 @@ func (f *clientFilter) Close() error {
 	return f.Conn.Close()
 }
 
-func (f *clientFilter) CloseWrite() error {
-	if cw, ok := f.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return f.Conn.Close()
-}
+func (f *clientFilter) CloseWrite() error { return halfClose(f.Conn) }

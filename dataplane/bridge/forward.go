@@ -26,11 +26,7 @@ func Pump(a, b net.Conn) {
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
 		_, _ = io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		} else {
-			_ = dst.Close()
-		}
+		_ = halfClose(dst)
 	}
 	go cp(a, b)
 	go cp(b, a)

@@ -109,13 +109,14 @@ func verbArgs(line []byte, w string) ([]byte, bool) {
 	return line[len(w)+1:], true
 }
 
-// msgSize returns the payload size a message line announces: its last
-// argument, and with headers the header size before it (which must not
-// exceed it). args ends in the line's LF. It mirrors nats-server's parser
+// msgSize returns the payload size a message line (PUB, HPUB, RMSG, HMSG,
+// LMSG, MSG) announces: its last argument, and with headers the header size
+// before it (which must not exceed it). The line has lo to hi arguments
+// (hi < 0: no upper bound); args ends in the line's LF. It mirrors nats-server's parser
 // where the two could disagree on where a payload ends and refuses the rest:
 // a CR anywhere but right before the LF (nats-server then drops the byte
 // before LF, whatever it is), a size that is not 1 to 9 ASCII digits.
-func msgSize(args []byte, minArgs int, hdr bool) (int, error) {
+func msgSize(args []byte, lo, hi int, hdr bool) (int, error) {
 	args = args[:len(args)-1]
 	if len(args) > 0 && args[len(args)-1] == '\r' {
 		args = args[:len(args)-1]
@@ -142,7 +143,7 @@ func msgSize(args []byte, minArgs int, hdr bool) (int, error) {
 			end = -1
 		}
 	}
-	if count < minArgs {
+	if count < lo || (hi >= 0 && count > hi) {
 		return 0, fmt.Errorf("%w: %d arguments", errBadMsg, count)
 	}
 	size := parseSize(last)

@@ -73,12 +73,7 @@ type callerConn struct {
 	refusal string // why the gate refused the caller; "" when it may go on
 }
 
-func (c *callerConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
-}
+func (c *callerConn) CloseWrite() error { return halfClose(c.Conn) }
 
 func (c *callerConn) labelOf(string) string { return c.label }
 

@@ -96,11 +96,16 @@ type bufConn struct {
 }
 
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-func (c *bufConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+func (c *bufConn) CloseWrite() error          { return halfClose(c.Conn) }
+
+// halfClose shuts c's write side when it can (Pump half-closes so that a
+// peer that stops sending still reads our EOF), and closes it otherwise.
+// Every wrapper around a connection hands CloseWrite down through it.
+func halfClose(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return c.Conn.Close()
+	return c.Close()
 }
 
 // Signer holds the trusted-proxy key. It is made fresh in memory at every
@@ -282,9 +287,4 @@ func (c *explainConn) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-func (c *explainConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
-}
+func (c *explainConn) CloseWrite() error { return halfClose(c.Conn) }

@@ -69,12 +69,7 @@ func (f *routeFilter) fail(err error) {
 	_ = f.Conn.Close()
 }
 
-func (f *routeFilter) CloseWrite() error {
-	if cw, ok := f.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return f.Conn.Close()
-}
+func (f *routeFilter) CloseWrite() error { return halfClose(f.Conn) }
 
 // prime runs a first INFO that was read before the filter existed (during
 // the cluster-key handshake) through it.
@@ -124,7 +119,7 @@ func (f *routeFilter) frame(line []byte) ([]byte, int, error) {
 	if !ok {
 		return line, 0, nil
 	}
-	size, err := msgSize(args, minArgs, hdr)
+	size, err := msgSize(args, minArgs, -1, hdr)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -98,7 +99,7 @@ func (f *serverFilter) frame(line []byte) ([]byte, int, error) {
 // msg frames "MSG <subject> <sid> [reply] <size>" (HMSG: a header size
 // before the size) and counts the delivery on its sid.
 func (f *serverFilter) msg(line, args []byte, minArgs int, hdr bool) ([]byte, int, error) {
-	size, err := msgSize(args, minArgs, hdr)
+	size, err := msgSize(args, minArgs, -1, hdr)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -115,21 +116,21 @@ func (f *serverFilter) info(line []byte) []byte {
 	if quota < 0 {
 		return line
 	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(bytes.TrimSpace(line[len(prefixInfo):]), &m) != nil {
-		return line
-	}
-	var max int64
-	if json.Unmarshal(m["max_payload"], &max) != nil || max <= quota {
-		return line
-	}
-	m["max_payload"], _ = json.Marshal(quota)
-	out, err := json.Marshal(m)
+	out, err := rewriteInfo(line, func(m map[string]json.RawMessage) error {
+		var max int64
+		if json.Unmarshal(m["max_payload"], &max) != nil || max <= quota {
+			return errUnchanged
+		}
+		m["max_payload"], _ = json.Marshal(quota)
+		return nil
+	})
 	if err != nil {
 		return line
 	}
-	return append(append(append([]byte(nil), prefixInfo...), out...), '\r', '\n')
+	return out
 }
+
+var errUnchanged = errors.New("nothing to change")
 
 // secondField is the second space-separated field of args: a message's sid.
 func secondField(args []byte) []byte {
@@ -171,9 +172,4 @@ func (f *serverFilter) fail(error) {
 	f.q.serverEnded()
 }
 
-func (f *serverFilter) CloseWrite() error {
-	if cw, ok := f.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return f.Conn.Close()
-}
+func (f *serverFilter) CloseWrite() error { return halfClose(f.Conn) }
