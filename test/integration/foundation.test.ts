@@ -88,6 +88,17 @@ describe("a single node on the local tailnet", () => {
     );
   });
 
+  test("a standalone node keeps status.json: its view of the tailnet, with no routes", () => {
+    const node = t.tailnet.nodes.get("nats-1")!;
+    const st = JSON.parse(readFileSync(join(node.dir, "state", "status.json"), "utf8"));
+    assert.equal(st.self.name, "nats-1");
+    assert.ok(
+      ["client-1", "client-2"].every((d) => st.peers.some((p: { name: string }) => p.name === d)),
+      `both client devices are listed: ${JSON.stringify(st.peers.map((p: { name: string }) => p.name))}`,
+    );
+    assert.deepEqual(st.routes, []);
+  });
+
   test("inside the node's host the only TCP listeners are on loopback", async () => {
     const node = t.tailnet.nodes.get("nats-1")!;
     // tsnet opens a kernel listener for its peerAPI; the bridge shuts it on its next sweep.
@@ -239,6 +250,11 @@ describe("a single node on the local tailnet", () => {
       starts(first.lines).map((l) => l.peerAPI),
       [false],
       "tsnet's peerAPI server, which answers every peer whatever the ACL, is not in the bridge",
+    );
+    assert.deepEqual(
+      starts(first.lines).map((l) => l.memoryLimit),
+      ["128MiB"],
+      "the bridge runs with its soft memory limit (GOMEMLIMIT unset)",
     );
     assert.ok(!first.lines.some((l) => JSON.stringify(l).includes(keyOf(envOf(first.child.pid!))!)), "the key is never logged");
     assert.equal((await t.tailnet.stopNode("keyless")).code, 0);
