@@ -10,7 +10,7 @@ import (
 
 // clientFilter is the client leg of a signed client connection after its
 // first CONNECT. nats-server accepts further CONNECT lines at any time and
-// merges them into the session (issue 14, item 3: a second CONNECT could
+// merges them into the session (a second CONNECT could
 // rename the connection), so every later CONNECT is rewritten with the
 // same edit as the first. To find them the filter keeps the NATS client
 // protocol's framing: it reads control lines (bounded by maxProtoLine) and

@@ -8,7 +8,7 @@ import (
 // ConfineConnect lets the calling process, and every program it then
 // executes, open outbound TCP connections only to the given ports
 // (Landlock, Linux 6.7 and later; binds and everything else stay as they
-// were). The node runs nats-server under it (issue 15): nats-server's only
+// were). The node runs nats-server under it: nats-server's only
 // outbound connections are its routes, all to the loopback cluster port,
 // so a route gossip that slipped past the bridge could still not make it
 // dial a monitor port, another local service or anything elsewhere. It

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Per-identity quotas on the client face (issue 15, item 3). nats-server
+// Per-identity quotas on the client face. nats-server
 // ignores the limits in a user JWT its auth callout issues (auth_callout.go
 // clears the JWT before applyAccountLimits), so what one identity may hold
 // is enforced here, where every SUB, UNSUB and PUB of its connections

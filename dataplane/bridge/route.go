@@ -22,7 +22,7 @@ import (
 //     CONNECT and strips it before it leaves, so a local process cannot use
 //     the forwarder as a way into a peer's cluster either.
 //
-// ClusterKey, when set, is the second factor every member holds (issue 14):
+// ClusterKey, when set, is the second factor every member holds:
 // the cluster tag alone then admits no route. It never travels; each side
 // proves it holds the key with an HMAC bound to both ends' tailnet
 // addresses (see clusterProof).

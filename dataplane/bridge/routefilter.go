@@ -31,7 +31,7 @@ type RoutePeer struct {
 }
 
 // routeFilter is the leg of a route that carries the peer's stream to our
-// nats-server (issue 15, item 1). nats-server trusts route INFO blindly: an
+// nats-server. nats-server trusts route INFO blindly: an
 // INFO naming another server makes it dial the `ip` it gives (gossip), and
 // a route's own INFO gives the host and port it redials and the client URLs
 // it hands to clients. So the filter keeps the route protocol's framing
@@ -42,7 +42,7 @@ type RoutePeer struct {
 //     alias, so any redial lands on our own forwarder for that member;
 //   - keeps only client, WebSocket and leaf URLs on the peer's own
 //     tailnet names, and drops gateway URLs and gateway INFO (no gateways
-//     yet: issue 11 brings them through the same filter);
+//     yet: gateways must come through this same filter);
 //   - ends the route on any CONNECT after the handshake (it would be
 //     merged into the session) and on a frame it cannot read for sure.
 type routeFilter struct {

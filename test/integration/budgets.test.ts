@@ -1,6 +1,6 @@
-// One user cannot take all of JetStream, nor all of nats-server (issue 15,
-// item 3). A node whose JetStream budget is small (8 MB of memory, 8 MB of
-// files) split between two accounts, on a real local tailnet:
+// One user cannot take all of JetStream, nor all of nats-server. A node
+// whose JetStream budget is small (8 MB of memory, 8 MB of files) split
+// between two accounts, on a real local tailnet:
 //   - a stream that asks for the server's whole budget is refused, a share
 //     of it is not, and another account still gets its own share;
 //   - a stream that fills up stops at its account's budget, with the client

@@ -49,7 +49,7 @@ function attempt(port: number, name: string): Promise<Outcome> {
       got += d.toString();
       if (got.startsWith("-ERR 'Connection Refused")) return done("refused-early");
       if (/-ERR 'Authorization Violation: no grant/.test(got)) return done("no-grant");
-      // nats-server gave up waiting for its auth callout: the symptom of issue 15.
+      // nats-server gave up waiting for its auth callout: a starved callout.
       if (/-ERR 'Authentication Timeout'/.test(got)) return done("auth-timeout");
       if (/-ERR 'Authorization Violation'/.test(got)) return done("no-reason");
       if (/\r\n(PONG|\+OK)\r\n/.test(got)) return done("admitted");

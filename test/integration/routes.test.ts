@@ -1,4 +1,4 @@
-// The route protocol under attack (issues 14 and 15): a device that carries
+// The route protocol under attack: a device that carries
 // the cluster tag may open a route by design, so the bridge must keep what
 // it says from steering any node, and an optional cluster key must keep a
 // device with only a leaked tagged auth key out altogether.

@@ -1,5 +1,5 @@
 // What each account may take of a node, and what one identity may hold by
-// default (issue 15, item 3). Without these, one user could reserve or fill
+// default. Without these, one user could reserve or fill
 // all of JetStream (a stream whose max_bytes is the server's whole budget
 // blocks every other account's reservations) and one connection could hold
 // a million subscriptions. Pure, apart from reading the host's memory and

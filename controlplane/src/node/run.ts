@@ -172,7 +172,7 @@ class NodeRuntime {
       nameClients: true,
       // Modes tailnet and none: each connection starts from the default quota; the callout sets its identity's.
       ...(this.config.auth.mode !== "operator" && { clientQuota: identityQuota(this.config.auth, undefined) }),
-      // One device must not keep everyone else's connections out (issue 15).
+      // One device must not keep everyone else's connections out.
       limits: deviceLimits(nats.device_limits),
       // Mode tailnet: a caller no grant or rule admits is refused before the callout is asked.
       ...(this.config.auth.mode === "tailnet" && { grantGate: grantGate(this.config.auth) }),

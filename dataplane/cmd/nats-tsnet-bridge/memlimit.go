@@ -5,7 +5,7 @@ import (
 	"runtime/debug"
 )
 
-// defaultMemoryLimit is the bridge's soft memory limit (issue 15, item 5).
+// defaultMemoryLimit is the bridge's soft memory limit.
 // Under large payloads the netstack and the relays make garbage faster than
 // the GC's default pacing returns it: 1 MiB messages for 20 s took a node's
 // bridge from 27 to 412 MiB, and it stayed at 393 MiB afterwards. With a
