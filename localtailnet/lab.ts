@@ -46,6 +46,10 @@ export interface NodeOptions {
   wait?: boolean;
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** Run this executable (a release file) instead of the checkout's CLI. */
+  exe?: string;
+  /** The node's whole environment besides TS_AUTHKEY (default: ours, plus env). */
+  bareEnv?: NodeJS.ProcessEnv;
 }
 
 export class LocalTailnet {
@@ -93,9 +97,9 @@ export class LocalTailnet {
     writeFileSync(configPath, stringify(deepMerge(base, o.config ?? {})));
     const authKey = o.authKey ?? (await this.headscale.authKey({ tags: o.keyTags ?? [CLUSTER_TAG] }));
     const child = spawnChild({
-      cmd: process.execPath,
-      args: [CLI, "run", "--config", configPath],
-      env: { ...process.env, ...tailnetEnv(), TS_AUTHKEY: authKey, ...o.env },
+      cmd: o.exe ?? process.execPath,
+      args: [...(o.exe ? [] : [CLI]), "run", "--config", configPath],
+      env: { ...(o.bareEnv ?? process.env), ...tailnetEnv(), TS_AUTHKEY: authKey, ...o.env },
       wrap: host.wrap,
     });
     const node: LabNode = { name, host, dir, configPath, child, lines: [] };

@@ -4,27 +4,38 @@
 # second run with nothing changed builds nothing, and a changed pin or source
 # can never be served a stale binary. Nothing here depends on the cache
 # existing: a fresh clone builds everything.
+#
+# The builds are reproducible (-trimpath, no VCS stamp, empty build id), so
+# the release script reuses them. For another architecture (the release's
+# arm64 file): BUILD_GOARCH=arm64 builds into .cache/bin-linux-arm64, and
+# BUILD_ONLY="nats-tsnet-bridge nats-server" limits what is built.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+export GOFLAGS=-mod=readonly GOOS=linux
+goarch=${BUILD_GOARCH:-$(go env GOHOSTARCH)}
+export GOARCH=$goarch
 bin="$root/.cache/bin"
+[ "$goarch" = "$(go env GOHOSTARCH)" ] || bin="$root/.cache/bin-linux-$goarch"
 mkdir -p "$bin"
-export GOFLAGS=-mod=readonly
+only=${BUILD_ONLY:-}
 gover=$(go env GOVERSION)
+ldflags="-s -w -buildid="
 
-hash_of() { # files... -> short hash of their contents plus the Go version
-  { echo "$gover"; cat "$@"; } | sha256sum | cut -c1-16
+hash_of() { # files... -> short hash of their contents plus the Go version, target and flags
+  { echo "$gover $goarch $ldflags"; cat "$@"; } | sha256sum | cut -c1-16
 }
 
 # build NAME DIR PKG HASH [TAGS]: builds PKG in module DIR (with Go build
 # tags TAGS) to .cache/bin/NAME-HASH and points .cache/bin/NAME at it.
 build() {
   local name=$1 dir=$2 pkg=$3 h=$4 tags=${5:-} out="$bin/$1-$4"
+  if [ -n "$only" ] && [[ " $only " != *" $name "* ]]; then return 0; fi
   if [ -x "$out" ]; then
     echo "build: $name up to date ($h)"
   else
     local t0=$SECONDS
     echo "build: $name ($h) ..."
-    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags="-s -w" -o "$out.tmp" "$pkg")
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags "$tags" -ldflags="$ldflags" -o "$out.tmp" "$pkg")
     mv "$out.tmp" "$out"
     echo "build: $name done in $((SECONDS - t0))s"
     # Keep only the newest build of each name.

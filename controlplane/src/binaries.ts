@@ -1,10 +1,12 @@
-// Where the executables nats-tsnet drives live. scripts/build.sh puts them
-// in <repo>/.cache/bin; an environment variable overrides each one so that
-// packagers can point elsewhere.
+// Where the executables nats-tsnet drives live. In a checkout,
+// scripts/build.sh puts them in <repo>/.cache/bin; a release file carries
+// the bridge and nats-server inside itself (embedded.ts). An environment
+// variable overrides each one, so that packagers can point elsewhere.
 import { accessSync, constants } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MissingBinaryError } from "./errors.ts";
+import { embeddedBinary, isReleaseFile } from "./embedded.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -19,7 +21,9 @@ export type BinaryName = keyof typeof BINARIES;
 
 export function binaryPath(name: BinaryName, env: NodeJS.ProcessEnv = process.env): string {
   const spec = BINARIES[name];
-  const path = env[spec.env] || join(REPO_ROOT, ".cache", "bin", spec.file);
+  const override = env[spec.env];
+  if (!override && isReleaseFile()) return embeddedBinary(spec.file, env);
+  const path = override || join(REPO_ROOT, ".cache", "bin", spec.file);
   try {
     accessSync(path, constants.X_OK);
   } catch (cause) {

@@ -45,6 +45,7 @@ export const CODES = {
     "ERR_AUTH_MODE", // a command that needs another auth.mode
     "ERR_AUTH_KEY_FILE", // the bridge cannot read the auth key it was handed
     "ERR_CLUSTER_KEY", // tailnet.cluster_key_file is unreadable, too short, or readable by others
+    "ERR_OAUTH_TAGS", // an OAuth client secret or workload identity (they mint a key with exactly the advertised tags) without tags, or a node's without the cluster tag
   ],
   tailnet: [
     "ERR_TAILNET_AUTH", // the key was refused, or the control server wants an interactive login
@@ -57,6 +58,7 @@ export const CODES = {
   ],
   missingBinary: [
     "ERR_MISSING_BINARY", // the bridge, nats-server, headscale or nats is not built
+    "ERR_EMBEDDED_BINARY", // a release file cannot unpack or verify a binary it carries (cache directory unusable, hash mismatch)
   ],
   crashLoop: [
     "ERR_CRASH_LOOP", // a supervised process crashed past its restart budget
@@ -163,10 +165,10 @@ export class TailnetError extends NatsTsnetError {
   }
 }
 
-/** A required executable (bridge, nats-server, headscale) is missing. */
+/** A required executable (bridge, nats-server, headscale) is missing, or a release file cannot unpack one. */
 export class MissingBinaryError extends NatsTsnetError {
-  constructor(message: string, options?: Options) {
-    super("ERR_MISSING_BINARY", message, options);
+  constructor(message: string, options?: Options & { code?: CodeOf<"missingBinary"> }) {
+    super(options?.code ?? "ERR_MISSING_BINARY", message, options);
   }
 }
 
@@ -216,7 +218,7 @@ const CLASS_OF_ROW: Record<Exclude<Row, "missingBinary" | "crashLoop">, CodedCla
 export function errorFromCode(code: string, message: string): NatsTsnetError {
   const row = ROW_OF.get(code);
   if (!row) return new BridgeError("ERR_BRIDGE", `${message} (${code || "no code"})`);
-  if (row === "missingBinary") return new MissingBinaryError(message);
+  if (row === "missingBinary") return new MissingBinaryError(message, { code: code as CodeOf<"missingBinary"> });
   if (row === "crashLoop") return new CrashLoopError(message);
   const Cls = CLASS_OF_ROW[row] as new (code: string, message: string) => NatsTsnetError;
   return new Cls(code, message);

@@ -25,7 +25,7 @@ export {
 export { binaryPath, REPO_ROOT, type BinaryName } from "./binaries.ts";
 export { createLogger, type Logger } from "./log.ts";
 export { eachLine, exited, spawnChild, terminate } from "./supervise/spawn.ts";
-export { Bridge, type BridgeOptions, type Device, type TailnetStatus, type WhoIs } from "./bridge-client/client.ts";
+export { Bridge, loginLine, type BridgeOptions, type Device, type TailnetStatus, type WhoIs } from "./bridge-client/client.ts";
 export { diffMembers, dialTargets, membersOf, routeAlias, type Member } from "./cluster/members.ts";
 export { nativeSigner, decodeVerified } from "./auth/signer.ts";
 export {

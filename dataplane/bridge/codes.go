@@ -30,14 +30,18 @@ const (
 	ErrTailnetStart = "ERR_TAILNET_START"
 	// ErrTailnetAuth: the control server refused the auth key or wants a human login.
 	ErrTailnetAuth = "ERR_TAILNET_AUTH"
-	// ErrTailnetControlUnreachable: the control server could not be reached in time.
+	// ErrTailnetControlUnreachable: the control server (or, to mint an auth
+	// key, Tailscale's API) could not be reached in time.
 	ErrTailnetControlUnreachable = "ERR_TAILNET_CONTROL_UNREACHABLE"
 	// ErrTailnetUpTimeout: not Running within the up timeout, cause unknown.
 	ErrTailnetUpTimeout = "ERR_TAILNET_UP_TIMEOUT"
 	// ErrUsage: bad command line (fatal event from main).
 	ErrUsage = "ERR_USAGE"
-	// ErrAuthKeyFile: --auth-key-file or --auth-key-fd could not be read (fatal event from main).
+	// ErrAuthKeyFile: --auth-key-file or --login-fd could not be read (fatal event from main).
 	ErrAuthKeyFile = "ERR_AUTH_KEY_FILE"
+	// ErrOAuthTags: an OAuth client secret or workload identity, which mint
+	// an auth key carrying exactly the advertised tags, with no tags.
+	ErrOAuthTags = "ERR_OAUTH_TAGS"
 	// ErrSocksRefused: the client proxy's SOCKS5 port refused a destination
 	// (logged with the reason; the SOCKS5 client gets a failure reply).
 	ErrSocksRefused = "ERR_SOCKS_REFUSED"

@@ -13,16 +13,22 @@ import (
 	"time"
 
 	"tailscale.com/client/local"
+	// Workload identity federation (tsnet.Server's ClientID, IDToken and
+	// Audience) works only when this feature is linked in; OAuth client
+	// secrets (oauthkey) are linked by tsnet itself.
+	_ "tailscale.com/feature/identityfederation"
 	"tailscale.com/ipn"
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tsnet"
+	"tailscale.com/types/logger"
 )
 
 // Options say how to join the tailnet. The control plane owns the values.
 type Options struct {
-	Hostname   string
-	Dir        string
-	AuthKey    string
+	Hostname string
+	Dir      string
+	// Login is for the first login; tsnet ignores it once Dir holds state.
+	Login
 	ControlURL string
 	Tags       []string
 	Ephemeral  bool
@@ -77,28 +83,21 @@ type Status struct {
 // act on, distilled from tsnet's own log lines, because tsnet itself only
 // ever says "context deadline exceeded".
 func Up(ctx context.Context, o Options, log *slog.Logger) (*Node, error) {
-	diag := newRing(200)
-	srv := &tsnet.Server{
-		Hostname:      o.Hostname,
-		Dir:           o.Dir,
-		AuthKey:       o.AuthKey,
-		ControlURL:    o.ControlURL,
-		AdvertiseTags: o.Tags,
-		Ephemeral:     o.Ephemeral,
-		Port:          o.Port,
-		Logf: func(format string, a ...any) {
-			line := fmt.Sprintf(format, a...)
-			diag.add(line)
-			if o.Verbose {
-				log.Debug(line, "component", "tsnet")
-			}
-		},
-		UserLogf: func(format string, a ...any) {
-			line := fmt.Sprintf(format, a...)
-			diag.add(line)
-			log.Info(line, "component", "tsnet")
-		},
+	if err := o.Login.check(o.Tags); err != nil {
+		return nil, err
 	}
+	diag := newRing(200)
+	srv := newServer(o, func(format string, a ...any) {
+		line := fmt.Sprintf(format, a...)
+		diag.add(line)
+		if o.Verbose {
+			log.Debug(line, "component", "tsnet")
+		}
+	}, func(format string, a ...any) {
+		line := fmt.Sprintf(format, a...)
+		diag.add(line)
+		log.Info(line, "component", "tsnet")
+	})
 	signer, err := NewSigner()
 	if err != nil {
 		return nil, coded(ErrKey, "making the trusted-proxy key: %w", err)
@@ -106,7 +105,7 @@ func Up(ctx context.Context, o Options, log *slog.Logger) (*Node, error) {
 	n := &Node{Srv: srv, Log: log, diag: diag, fwds: map[string]*Forwarder{}, signer: signer}
 	lc, err := srv.LocalClient()
 	if err != nil {
-		return nil, coded(ErrTailnetStart, "starting tsnet: %w", err)
+		return nil, startFailure(o, err)
 	}
 	n.LC = lc
 
@@ -137,6 +136,42 @@ func Up(ctx context.Context, o Options, log *slog.Logger) (*Node, error) {
 		}
 	}()
 	return n, nil
+}
+
+// newServer is the tsnet.Server Up starts, and all it is told.
+func newServer(o Options, logf, userLogf logger.Logf) *tsnet.Server {
+	l := o.Login.forTsnet(o.Ephemeral)
+	return &tsnet.Server{
+		Hostname:      o.Hostname,
+		Dir:           o.Dir,
+		AuthKey:       l.AuthKey,
+		ClientSecret:  l.ClientSecret,
+		ClientID:      l.ClientID,
+		IDToken:       l.IDToken,
+		Audience:      l.Audience,
+		ControlURL:    o.ControlURL,
+		AdvertiseTags: o.Tags,
+		Ephemeral:     o.Ephemeral,
+		Port:          o.Port,
+		Logf:          logf,
+		UserLogf:      userLogf,
+	}
+}
+
+// startFailure explains why tsnet did not start. With a client secret or
+// workload identity, tsnet first asks for an auth key (Tailscale's API,
+// or the control server), and says only "error resolving auth key".
+func startFailure(o Options, err error) error {
+	if !o.Login.mints() || !strings.Contains(err.Error(), "resolving auth key") {
+		return coded(ErrTailnetStart, "starting tsnet: %w", err)
+	}
+	l := strings.ToLower(err.Error())
+	for _, nd := range []string{"connection refused", "no route to host", "network is unreachable", "i/o timeout", "no such host", "dial tcp"} {
+		if strings.Contains(l, nd) {
+			return coded(ErrTailnetControlUnreachable, "%s: cannot reach the server that mints the auth key: %w", o.Login.Method(), err)
+		}
+	}
+	return coded(ErrTailnetAuth, "%s: minting the auth key was refused: %w", o.Login.Method(), err)
 }
 
 func (n *Node) sweep() {

@@ -39,6 +39,7 @@ type fixture struct {
 		Op       string          `json:"op"`
 		Response json.RawMessage `json:"response"`
 	} `json:"responses"`
+	Login []json.RawMessage `json:"login"`
 }
 
 func loadFixture(t *testing.T) *fixture {
@@ -308,6 +309,28 @@ func TestFixtureResponses(t *testing.T) {
 		if !seen[op] {
 			t.Errorf("no success response for op %q in the fixture", op)
 		}
+	}
+}
+
+// The login the control plane writes on --login-fd decodes strictly into
+// Login and re-encodes as itself, and every field of Login is used.
+func TestFixtureLogin(t *testing.T) {
+	seen := map[string]bool{}
+	for i, raw := range loadFixture(t).Login {
+		var l Login
+		if err := decodeStrict(raw, &l); err != nil {
+			t.Fatalf("login %d %s: %v", i, raw, err)
+		}
+		if l == (Login{}) {
+			t.Errorf("login %d is empty", i)
+		}
+		sameJSON(t, "Login", l, raw)
+		for _, k := range topKeys(t, raw) {
+			seen[k] = true
+		}
+	}
+	if got, want := slices.Sorted(maps.Keys(seen)), jsonFields(reflect.TypeFor[Login]()); !slices.Equal(got, want) {
+		t.Errorf("fixture logins use fields %q, Login has %q", got, want)
 	}
 }
 

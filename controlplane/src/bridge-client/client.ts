@@ -10,7 +10,7 @@ import type { Writable } from "node:stream";
 import type { Logger } from "pino";
 import { binaryPath } from "../binaries.ts";
 import { BridgeError, errorFromCode, TailnetError } from "../errors.ts";
-import type { RouteSecret } from "../config/mod.ts";
+import { LOGIN_FIELDS, normalizeLogin, type RouteSecret, type TailnetLogin } from "../config/mod.ts";
 import { eachLine, exited, spawnChild, terminate } from "../supervise/spawn.ts";
 
 export interface Device {
@@ -67,6 +67,9 @@ export interface BridgeOptions {
   hostname: string;
   dir: string;
   controlUrl?: string;
+  /** For a first login: an auth key, an OAuth client secret, or workload identity federation. */
+  login?: TailnetLogin;
+  /** Shorthand for login.authKey. */
   authKey?: string;
   tags?: readonly string[];
   ephemeral?: boolean;
@@ -102,6 +105,18 @@ export function hasTailnetState(dir: string): boolean {
   }
 }
 
+/** Every variable tsnet would take a login from by itself; never in the bridge's environment. */
+const LOGIN_ENV = ["TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID", "TS_ID_TOKEN", "TS_AUDIENCE"];
+
+/**
+ * The login as the one line the bridge reads from --login-fd: the fields
+ * set, in the Go struct's order (the "login" part of the protocol fixture).
+ */
+export function loginLine(l: TailnetLogin): string {
+  const n = normalizeLogin(l);
+  return JSON.stringify(Object.fromEntries(LOGIN_FIELDS.filter((f) => n[f]).map((f) => [f, n[f]])));
+}
+
 export class Bridge extends EventEmitter {
   readonly child: ChildProcess;
   status?: TailnetStatus;
@@ -115,22 +130,26 @@ export class Bridge extends EventEmitter {
 
   /**
    * Starts a bridge and resolves once it is on the tailnet (and, in client
-   * mode, listening). The auth key goes along only when the state directory
-   * holds no identity yet; if the control server then wants a login after
-   * all (the device was deleted), the bridge is started once more with it.
+   * mode, listening). The login (auth key, client secret, ...) goes along
+   * only when the state directory holds no identity yet, so that a client
+   * secret mints no key a known device would not use; if the control server
+   * then wants a login after all (the device was deleted), the bridge is
+   * started once more with it.
    */
   static async start(o: BridgeOptions): Promise<Bridge> {
-    if (!o.authKey || !hasTailnetState(o.dir)) return Bridge.startOnce(o, o.authKey);
+    const login = normalizeLogin({ authKey: o.authKey, ...o.login });
+    const given = Object.keys(login).length ? login : undefined;
+    if (!given || !hasTailnetState(o.dir)) return Bridge.startOnce(o, given);
     try {
       return await Bridge.startOnce(o, undefined);
     } catch (err) {
       if (!(err instanceof TailnetError && err.code === "ERR_TAILNET_AUTH")) throw err;
-      o.log.warn({ dir: o.dir }, "the tailnet wants this device to log in again; retrying with the auth key");
-      return Bridge.startOnce(o, o.authKey);
+      o.log.warn({ dir: o.dir }, "the tailnet wants this device to log in again; retrying with its login");
+      return Bridge.startOnce(o, given);
     }
   }
 
-  private static async startOnce(o: BridgeOptions, authKey: string | undefined): Promise<Bridge> {
+  private static async startOnce(o: BridgeOptions, login: TailnetLogin | undefined): Promise<Bridge> {
     const args = [o.mode, "--hostname", o.hostname, "--dir", o.dir, "--up-timeout", `${o.upTimeoutMs}ms`];
     if (o.controlUrl) args.push("--control-url", o.controlUrl);
     if (o.tags?.length) args.push("--tags", o.tags.join(","));
@@ -143,24 +162,24 @@ export class Bridge extends EventEmitter {
     if (o.clusterTag) args.push("--cluster-tag", o.clusterTag);
     if (o.socks5User) args.push("--socks5-user", o.socks5User);
     if (o.socks5PasswordFile) args.push("--socks5-password-file", o.socks5PasswordFile);
-    // The key never goes into the bridge's environment (readable in
-    // /proc/<pid>/environ for its whole life): it goes through a pipe the
-    // bridge reads once and closes.
+    // No secret goes into the bridge's environment (readable in
+    // /proc/<pid>/environ for its whole life) or on its command line: the
+    // login goes through a pipe the bridge reads once and closes. Nor may
+    // tsnet find a login of its own there (it reads these variables).
     const env: NodeJS.ProcessEnv = { ...(o.env ?? process.env), TS_NO_LOGS_NO_SUPPORT: "true" };
-    delete env.TS_AUTHKEY;
-    delete env.TS_AUTH_KEY;
+    for (const name of LOGIN_ENV) delete env[name];
     const extra: NonNullable<SpawnOptions["stdio"]> = Array.isArray(o.extraStdio) ? [...o.extraStdio] : [];
-    const keyFd = authKey ? 3 + extra.length : undefined;
-    if (keyFd !== undefined) {
+    const loginFd = login ? 3 + extra.length : undefined;
+    if (loginFd !== undefined) {
       extra.push("pipe");
-      args.push("--auth-key-fd", String(keyFd));
+      args.push("--login-fd", String(loginFd));
     }
-    const child = spawnChild({ cmd: binaryPath("bridge"), args, env, wrap: o.wrap, extraStdio: extra });
-    if (keyFd !== undefined) {
-      const keyPipe = child.stdio[keyFd] as Writable | null | undefined;
+    const child = spawnChild({ cmd: binaryPath("bridge"), args, env, wrap: o.wrap, extraStdio: extra, diesWithParent: true });
+    if (loginFd !== undefined) {
+      const loginPipe = child.stdio[loginFd] as Writable | null | undefined;
       // A bridge that dies before reading must not crash us with EPIPE.
-      keyPipe?.on("error", () => {});
-      keyPipe?.end(authKey + "\n");
+      loginPipe?.on("error", () => {});
+      loginPipe?.end(loginLine(login!) + "\n");
     }
     const b = new Bridge(child);
     const log = o.log.child({ component: "bridge" });

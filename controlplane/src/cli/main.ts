@@ -9,17 +9,21 @@ import { registerPeer } from "./peer.ts";
 import { registerAuth } from "./auth.ts";
 import { registerProxy } from "./proxy.ts";
 import { registerDev } from "./dev.ts";
+import { registerVersion } from "./version.ts";
 
 export function buildProgram(): Command {
   const program = new Command("nats-tsnet")
     .description("A NATS JetStream node whose only network face is a Tailscale node")
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerRun, registerConfig, registerPeer, registerAuth, registerProxy, registerDev]) register(program);
+  for (const register of [registerRun, registerConfig, registerPeer, registerAuth, registerProxy, registerDev, registerVersion])
+    register(program);
   return program;
 }
 
 export function main(argv: string[]): Promise<number> {
+  // `--version` (and `-V`) is the version command, so that `--version --json` works too.
+  if (argv[0] === "--version" || argv[0] === "-V") argv = ["version", ...argv.slice(1)];
   return runProgram(buildProgram(), argv, "nats-tsnet");
 }
 

@@ -1,8 +1,11 @@
 // `nats-tsnet proxy`: client mode. This machine joins the tailnet as an
-// untagged device and serves one tailnet host:port on a local loopback port,
-// and optionally a SOCKS5 port limited to the cluster (see the README).
-import type { Command } from "commander";
+// untagged device (tagged with --tags, which an OAuth client secret or
+// workload identity needs) and serves one tailnet host:port on a local
+// loopback port, and optionally a SOCKS5 port limited to the cluster (see
+// the README).
+import { InvalidArgumentError, type Command } from "commander";
 import { Bridge } from "../bridge-client/client.ts";
+import { checkLoginTags, loginFromEnv, TAG_PATTERN } from "../config/mod.ts";
 import { createLogger, type LogFormat } from "../log.ts";
 import { commaList, onStopSignal } from "./options.ts";
 
@@ -14,6 +17,7 @@ interface ProxyFlags {
   clusterTag: string;
   socks5User?: string;
   socks5PasswordFile?: string;
+  tags?: string[];
   hostname: string;
   stateDir: string;
   controlUrl?: string;
@@ -39,6 +43,11 @@ export function registerProxy(program: Command): void {
       "require this SOCKS5 username; the password comes from --socks5-password-file or NATS_TSNET_SOCKS5_PASSWORD",
     )
     .option("--socks5-password-file <file>", "file holding the SOCKS5 password")
+    .option(
+      "--tags <list>",
+      "tags this device advertises, comma-separated; needed with TS_CLIENT_SECRET or TS_CLIENT_ID, whose key carries exactly these",
+      tagList,
+    )
     .option("--hostname <name>", "this device's tailnet name", "nats-tsnet-proxy")
     .option("--state-dir <dir>", "tsnet state directory", "nats-tsnet-proxy-state")
     .option("--control-url <url>", "control server (default: TS_CONTROL_URL, else Tailscale's)")
@@ -47,7 +56,18 @@ export function registerProxy(program: Command): void {
     .action(runProxy);
 }
 
+function tagList(v: string): string[] {
+  const tags = commaList(v);
+  const bad = tags.find((t) => !new RegExp(TAG_PATTERN).test(t));
+  if (bad !== undefined) throw new InvalidArgumentError(`${JSON.stringify(bad)} is not a tag like "tag:name"`);
+  return tags;
+}
+
 async function runProxy(o: ProxyFlags): Promise<void> {
+  // Checked before anything starts: a client secret without tags would
+  // fail only once tsnet is up, with a message about its own CLI.
+  const login = loginFromEnv(process.env);
+  checkLoginTags(login, o.tags ?? [], { tagsName: "--tags" });
   const log = createLogger({ format: o.logFormat });
   // The bridge checks the SOCKS5 flags (and reads NATS_TSNET_SOCKS5_PASSWORD
   // from the environment it inherits), so that its own command line and
@@ -57,7 +77,8 @@ async function runProxy(o: ProxyFlags): Promise<void> {
     hostname: o.hostname,
     dir: o.stateDir,
     controlUrl: o.controlUrl ?? process.env.TS_CONTROL_URL,
-    authKey: process.env.TS_AUTHKEY,
+    login,
+    tags: o.tags,
     ephemeral: o.ephemeral,
     upTimeoutMs: 60_000,
     listen: o.listen,

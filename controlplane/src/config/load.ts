@@ -10,6 +10,7 @@ import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { ConfigSchema, type AuthSchema, type ConfigInput, type LOG_FORMATS, type LOG_LEVELS, type ParsedInput } from "./schema.ts";
 import { parseDuration, parseSize } from "./units.ts";
+import { checkLoginTags, loginIssues, normalizeLogin, CLIENT_SECRET_PREFIX, type LoginField, type TailnetLogin } from "./login.ts";
 import { deepFreeze, deepMerge, isPlainObject } from "../util/objects.ts";
 
 export type LogFormat = (typeof LOG_FORMATS)[number];
@@ -28,6 +29,14 @@ export interface Config {
     readonly control_url: string;
     readonly auth_key: string;
     readonly auth_key_file: string;
+    /** OAuth client secret; the node then advertises exactly `tags`. */
+    readonly client_secret: string;
+    readonly client_secret_file: string;
+    /** Workload identity federation: client_id with id_token (or id_token_file) or audience. */
+    readonly client_id: string;
+    readonly id_token: string;
+    readonly id_token_file: string;
+    readonly audience: string;
     readonly cluster_key_file: string;
     readonly tags: readonly string[];
     readonly cluster_tag: string;
@@ -75,6 +84,10 @@ export interface Config {
 /** Environment overrides, in increasing precedence (a later variable for the same key wins). */
 export const ENV_VARS: Readonly<Record<string, readonly string[]>> = {
   TS_AUTHKEY: ["tailnet", "auth_key"],
+  TS_CLIENT_SECRET: ["tailnet", "client_secret"],
+  TS_CLIENT_ID: ["tailnet", "client_id"],
+  TS_ID_TOKEN: ["tailnet", "id_token"],
+  TS_AUDIENCE: ["tailnet", "audience"],
   TS_CONTROL_URL: ["tailnet", "control_url"],
   NATS_TSNET_CONTROL_URL: ["tailnet", "control_url"],
   NATS_TSNET_HOSTNAME: ["hostname"],
@@ -125,6 +138,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!parsed.success) fail(parsed.error.issues.flatMap(splitUnknownKeys));
   const { config, issues } = finalize(parsed.data!, layers, file ? dirname(file) : cwd);
   if (issues.length) fail(issues);
+  // A key minted with the tags advertised needs some: said now, not after tsnet starts.
+  checkLoginTags(staticLogin(config.tailnet), config.tailnet.tags, { tagsName: "tailnet.tags", clusterTag: config.tailnet.cluster_tag });
   // Only variables that decided a value: not ones shadowed by another variable or an override.
   const env = layers.find((l) => l.kind === "env")!;
   const envApplied = Object.entries(ENV_VARS)
@@ -144,30 +159,68 @@ export function sanitizeHostname(raw: string): string {
   return name || "nats-tsnet";
 }
 
+/** The secrets a config may hold in itself; redactConfig hides them. */
+const SECRET_KEYS = ["auth_key", "client_secret", "id_token"] as const;
+
 /** A copy that is safe to log. */
 export function redactConfig(config: Config): Config {
-  if (!config.tailnet.auth_key) return config;
-  return deepFreeze({ ...config, tailnet: { ...config.tailnet, auth_key: "<redacted>" } });
+  const set = SECRET_KEYS.filter((k) => config.tailnet[k]);
+  if (!set.length) return config;
+  return deepFreeze({ ...config, tailnet: { ...config.tailnet, ...Object.fromEntries(set.map((k) => [k, "<redacted>"])) } });
 }
 
 /** The auth key to log in with, read only when needed so a rotated key file is picked up on restart. */
 export function resolveAuthKey(config: Config): string | undefined {
   const { auth_key, auth_key_file } = config.tailnet;
-  if (auth_key) return auth_key;
-  if (!auth_key_file) return undefined;
-  let key: string;
-  try {
-    key = readFileSync(auth_key_file, "utf8").trim();
-  } catch (err) {
+  return auth_key || readSecretFile("auth_key_file", auth_key_file);
+}
+
+/**
+ * Everything to log in with (auth key, OAuth client secret, or workload
+ * identity), key files read now, so that rotated ones are picked up on
+ * restart; a client secret that came in auth_key_file must find tags too.
+ */
+export function resolveLogin(config: Config): TailnetLogin {
+  const t = config.tailnet;
+  const clientSecret = t.client_secret || readSecretFile("client_secret_file", t.client_secret_file);
+  if (clientSecret && !clientSecret.startsWith(CLIENT_SECRET_PREFIX)) {
     throw new ConfigError(
-      "ERR_CONFIG_READ",
-      `cannot read tailnet.auth_key_file ${auth_key_file}: ${(err as Error).message}`,
-      { file: auth_key_file },
-      { cause: err },
+      "ERR_CONFIG_INVALID",
+      `tailnet.client_secret_file ${t.client_secret_file} holds no OAuth client secret (${CLIENT_SECRET_PREFIX}…)`,
+      { file: t.client_secret_file },
     );
   }
-  if (!key) throw new ConfigError("ERR_CONFIG_READ", `tailnet.auth_key_file ${auth_key_file} is empty`, { file: auth_key_file });
-  return key;
+  const login = normalizeLogin({
+    authKey: resolveAuthKey(config),
+    clientSecret,
+    clientId: t.client_id,
+    idToken: t.id_token || readSecretFile("id_token_file", t.id_token_file),
+    audience: t.audience,
+  });
+  checkLoginTags(login, t.tags, { tagsName: "tailnet.tags", clusterTag: t.cluster_tag });
+  return login;
+}
+
+/** A secret from tailnet.<key> (a file), trimmed; undefined without a file. */
+function readSecretFile(key: string, file: string): string | undefined {
+  if (!file) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new ConfigError("ERR_CONFIG_READ", `cannot read tailnet.${key} ${file}: ${(err as Error).message}`, { file }, { cause: err });
+  }
+  if (!text) throw new ConfigError("ERR_CONFIG_READ", `tailnet.${key} ${file} is empty`, { file });
+  return text;
+}
+
+/** The login as far as it is known without reading files: enough to see whether a key will be minted. */
+function staticLogin(t: Config["tailnet"]): TailnetLogin {
+  return normalizeLogin({
+    authKey: t.auth_key,
+    clientSecret: t.client_secret || (t.client_secret_file ? CLIENT_SECRET_PREFIX : ""),
+    clientId: t.client_id,
+  });
 }
 
 /**
@@ -256,14 +309,39 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
   const hostname = p.hostname ?? sanitizeHostname(osHostname());
   const state_dir = abs(["state_dir"], p.state_dir);
 
-  // The later source wins; both in one source is a mistake worth stopping for.
-  let { auth_key, auth_key_file } = t;
-  if (auth_key && auth_key_file) {
-    const [a, f] = [layers.indexOf(top(["tailnet", "auth_key"])!), layers.indexOf(top(["tailnet", "auth_key_file"])!)];
-    if (a === f) problem(["tailnet", "auth_key_file"], "set either auth_key or auth_key_file, not both");
-    else if (a > f) auth_key_file = "";
-    else auth_key = "";
-  }
+  // A secret and its file: the later source wins; both in one source is a mistake worth stopping for.
+  const valueOrFile = (key: "auth_key" | "client_secret" | "id_token"): [string, string] => {
+    const fileKey = `${key}_file` as const;
+    const [value, file] = [t[key], t[fileKey]];
+    if (!value || !file) return [value, file];
+    const [a, f] = [layers.indexOf(top(["tailnet", key])!), layers.indexOf(top(["tailnet", fileKey])!)];
+    if (a === f) problem(["tailnet", fileKey], `set either ${key} or ${fileKey}, not both`);
+    return a > f ? [value, ""] : ["", file];
+  };
+  const [auth_key, auth_key_file] = valueOrFile("auth_key");
+  const [client_secret, client_secret_file] = valueOrFile("client_secret");
+  const [id_token, id_token_file] = valueOrFile("id_token");
+  // One way to log in, and workload identity's fields together; a file not read yet counts as set.
+  const secretIsKey = auth_key.startsWith(CLIENT_SECRET_PREFIX);
+  const loginKey: Record<LoginField, string> = {
+    authKey: auth_key_file ? "auth_key_file" : "auth_key",
+    clientSecret:
+      secretIsKey && !client_secret && !client_secret_file ? "auth_key" : client_secret_file ? "client_secret_file" : "client_secret",
+    clientId: "client_id",
+    idToken: id_token_file ? "id_token_file" : "id_token",
+    audience: "audience",
+  };
+  if (secretIsKey && (client_secret || client_secret_file))
+    problem(["tailnet", "auth_key"], `holds an OAuth client secret, and tailnet.${loginKey.clientSecret} holds one too`);
+  const presence = {
+    authKey: secretIsKey ? "" : auth_key || (auth_key_file ? (true as const) : ""),
+    clientSecret: client_secret || (client_secret_file ? (true as const) : secretIsKey ? auth_key : ""),
+    clientId: t.client_id,
+    idToken: id_token || (id_token_file ? (true as const) : ""),
+    audience: t.audience,
+  };
+  const loginName = (f: LoginField) => `tailnet.${loginKey[f]}${f === "idToken" && !id_token_file ? " (or id_token_file)" : ""}`;
+  for (const { field, message } of loginIssues(presence, loginName)) problem(["tailnet", loginKey[field]], message);
   distinctPorts(["nats"], { client_port: n.client_port, cluster_port: n.cluster_port, monitor_port: n.monitor_port }, problem);
   distinctPorts(["nats", "loopback"], n.loopback, problem);
 
@@ -295,6 +373,12 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
       control_url: t.control_url,
       auth_key,
       auth_key_file: abs(["tailnet", "auth_key_file"], auth_key_file),
+      client_secret,
+      client_secret_file: abs(["tailnet", "client_secret_file"], client_secret_file),
+      client_id: t.client_id,
+      id_token,
+      id_token_file: abs(["tailnet", "id_token_file"], id_token_file),
+      audience: t.audience,
       tags: t.tags,
       cluster_tag: t.cluster_tag,
       cluster_key_file: abs(["tailnet", "cluster_key_file"], t.cluster_key_file),

@@ -5,6 +5,7 @@ export {
   redactConfig,
   resolveAuthKey,
   resolveClusterKey,
+  resolveLogin,
   sanitizeHostname,
   ENV_VARS,
   type Config,
@@ -14,7 +15,20 @@ export {
   type AuthConfig,
 } from "./load.ts";
 export { renderNatsServerConfig, natsServerConfPath, q, LOOPBACK, type NodePieces, type AuthPieces, type RouteSecret } from "./render.ts";
-export { configJsonSchema, type ConfigInput } from "./schema.ts";
+export { configJsonSchema, TAG_PATTERN, type ConfigInput } from "./schema.ts";
+export {
+  checkLoginTags,
+  loginFromEnv,
+  loginIssues,
+  loginMethod,
+  normalizeLogin,
+  CLIENT_SECRET_PREFIX,
+  LOGIN_ENV_VARS,
+  LOGIN_FIELDS,
+  type LoginField,
+  type LoginMethod,
+  type TailnetLogin,
+} from "./login.ts";
 export { formatDuration, parseDuration, parseSize } from "./units.ts";
 export {
   accountBudgets,

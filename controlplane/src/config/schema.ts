@@ -57,9 +57,28 @@ export const TailnetSchema = z.strictObject({
     .default("")
     .meta({ description: "Auth key for first login. Prefer TS_AUTHKEY or auth_key_file over putting it in a file." }),
   auth_key_file: path("File holding the auth key (relative to the config file's directory)."),
+  client_secret: z.string().default("").meta({
+    description:
+      "OAuth client secret (tskey-client-...) that mints the auth key for first login, for a fleet; the key carries exactly `tags`, which must then be set. Prefer TS_CLIENT_SECRET or client_secret_file. A tskey-client- auth key is taken as one too.",
+  }),
+  client_secret_file: path("File holding the OAuth client secret (relative to the config file's directory)."),
+  client_id: z.string().default("").meta({
+    description:
+      "Workload identity federation: the client ID of the tailnet's federated identity, exchanged with id_token (or id_token_file) or audience for the auth key; the key carries exactly `tags`, which must then be set. TS_CLIENT_ID.",
+  }),
+  id_token: z.string().default("").meta({
+    description: "Workload identity federation: the identity provider's ID token. Prefer TS_ID_TOKEN or id_token_file.",
+  }),
+  id_token_file: path(
+    "Workload identity federation: file holding the ID token (relative to the config file's directory), read at each login, so a rotated token (e.g. a Kubernetes projected service account token) is picked up.",
+  ),
+  audience: z.string().default("").meta({
+    description:
+      "Workload identity federation, in place of id_token: the audience of an ID token asked of the platform (GitHub Actions, AWS, GCP). TS_AUDIENCE.",
+  }),
   tags: z.array(tag).default([]).meta({
     description:
-      "Tags the node requests at login, beyond those its auth key applies. Empty with a tagged key (recommended); list the cluster tag when the key is a user's.",
+      "Tags the node requests at login, beyond those its auth key applies. Empty with a tagged key (recommended); list the cluster tag when the key is a user's, or with client_secret or client_id (their key carries exactly these tags).",
   }),
   cluster_tag: tag
     .default("tag:nats-js")

@@ -41,6 +41,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<ChildProces
       ? { cmd: binaryPath("bridge"), args: ["confine", "--connect-ports", o.connectPorts!.join(","), "--", plain.cmd, ...plain.args] }
       : plain),
     env,
+    diesWithParent: Boolean(confined),
   });
   // nats-server logs "[pid] date time [LVL] message"; keep its level.
   const onLine = (line: string) => {

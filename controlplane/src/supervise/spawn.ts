@@ -1,8 +1,13 @@
-// Spawning children that cannot outlive us. setpriv(1) sets the Linux
-// parent-death signal before exec'ing the real program, so that even a
-// SIGKILLed nats-tsnet leaves no orphaned bridge or nats-server behind
-// (upstream nats-server cannot be taught to watch its parent itself).
+// Spawning children that cannot outlive us: even a SIGKILLed nats-tsnet
+// must leave no orphaned bridge or nats-server behind. The product's children
+// are all our bridge binary (nats-server runs as `bridge confine -- nats-server`),
+// which asks the kernel for the parent-death signal itself when it is handed
+// NATS_TSNET_PARENT_PID, so an installed node needs no other program. Anything
+// else (the lab's headscale, nodes and tools) is started through setpriv(1),
+// which sets the signal before exec'ing the real program.
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { delimiter, isAbsolute, join } from "node:path";
 import { createInterface } from "node:readline";
 
 export interface SpawnSpec {
@@ -16,16 +21,38 @@ export interface SpawnSpec {
   extraStdio?: SpawnOptions["stdio"];
   /** Signal the child receives when this process dies; default SIGTERM. */
   deathSignal?: NodeJS.Signals;
+  /** The child is our bridge binary: it sets its own parent-death signal (SIGTERM). */
+  diesWithParent?: boolean;
 }
 
 export function spawnChild(spec: SpawnSpec): ChildProcess {
-  const argv = [...(spec.wrap ?? []), "setpriv", `--pdeathsig=${spec.deathSignal ?? "SIGTERM"}`, "--", spec.cmd, ...spec.args];
+  const env = { ...(spec.env ?? process.env) };
+  let argv: string[];
+  if (spec.diesWithParent && !spec.wrap) {
+    env.NATS_TSNET_PARENT_PID = String(process.pid);
+    argv = [spec.cmd, ...spec.args];
+  } else {
+    argv = [...(spec.wrap ?? []), which("setpriv"), `--pdeathsig=${spec.deathSignal ?? "SIGTERM"}`, "--", spec.cmd, ...spec.args];
+  }
   const extra = Array.isArray(spec.extraStdio) ? spec.extraStdio : [];
-  return spawn(argv[0]!, argv.slice(1), {
-    env: spec.env ?? process.env,
-    cwd: spec.cwd,
-    stdio: ["pipe", "pipe", "pipe", ...extra],
-  });
+  // argv[0] is looked up on our PATH, not the child's: a child may be given
+  // an environment without one.
+  return spawn(which(argv[0]!), argv.slice(1), { env, cwd: spec.cwd, stdio: ["pipe", "pipe", "pipe", ...extra] });
+}
+
+/** cmd's path on our own PATH (cmd itself when it is a path or not found). */
+function which(cmd: string): string {
+  if (isAbsolute(cmd) || cmd.includes("/")) return cmd;
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    const p = join(dir, cmd);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return cmd;
 }
 
 /** Calls fn for each line the stream writes. */

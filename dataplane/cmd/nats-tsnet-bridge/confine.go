@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/nats-tsnet/nats-tsnet/dataplane/bridge"
 )
+
+// parentPIDEnv names the node that started the bridge (parentdeath_linux.go).
+const parentPIDEnv = "NATS_TSNET_PARENT_PID"
 
 // runConfine is `nats-tsnet-bridge confine --connect-ports P[,P] -- PROGRAM
 // ARGS...`: it confines itself (bridge.ConfineConnect) and becomes PROGRAM,
@@ -45,6 +49,11 @@ func runConfine(args []string) {
 	} else {
 		fmt.Fprintf(os.Stderr, "outbound connections confined to TCP ports %v\n", ports)
 	}
+	// The parent-death signal belongs to a thread, and exec keeps only the
+	// calling thread's: ask again on the thread that execs.
+	runtime.LockOSThread()
+	dieWithParent()
+	_ = os.Unsetenv(parentPIDEnv)
 	err = syscall.Exec(prog, argv, os.Environ())
 	fatalf(exitUsage, bridge.ErrUsage, "confine: exec %s: %v", prog, err)
 }

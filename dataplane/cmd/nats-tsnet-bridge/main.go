@@ -49,7 +49,7 @@ func main() {
 		o         bridge.Options
 		tags      string
 		authFile  string
-		authFD    = fs.Int("auth-key-fd", -1, "read the auth key from this inherited file descriptor (then close it)")
+		loginFD   = fs.Int("login-fd", -1, "read the login (JSON: authKey, clientSecret, clientId, idToken, audience) from this inherited file descriptor, then close it")
 		logUpload bool
 		cf        clientFlags
 		pprofAddr string
@@ -60,7 +60,7 @@ func main() {
 	fs.StringVar(&o.Dir, "dir", "", "tsnet state directory")
 	fs.StringVar(&o.ControlURL, "control-url", os.Getenv("TS_CONTROL_URL"), "control server URL (empty: Tailscale's)")
 	fs.StringVar(&tags, "tags", "", "comma-separated tags to advertise")
-	fs.StringVar(&authFile, "auth-key-file", "", "file holding the auth key (else TS_AUTHKEY)")
+	fs.StringVar(&authFile, "auth-key-file", "", "file holding the auth key or OAuth client secret (else TS_AUTHKEY, TS_CLIENT_SECRET, TS_CLIENT_ID with TS_ID_TOKEN or TS_AUDIENCE)")
 	fs.BoolVar(&o.Ephemeral, "ephemeral", false, "register as an ephemeral device")
 	fs.BoolVar(&o.Verbose, "verbose", false, "log tsnet's own lines")
 	fs.BoolVar(&logUpload, "log-upload", false, "allow tsnet to upload logs to Tailscale (off by default)")
@@ -87,7 +87,7 @@ func main() {
 	if tags != "" {
 		o.Tags = strings.Split(tags, ",")
 	}
-	o.AuthKey = authKey(authFile, *authFD)
+	o.Login = readLogin(authFile, *loginFD)
 	if o.Hostname == "" || o.Dir == "" {
 		fatalf(exitUsage, bridge.ErrUsage, "--hostname and --dir are required")
 	}
@@ -96,16 +96,16 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	// Whether a key came along, never the key: with state in --dir the
-	// control plane passes none.
+	// Whether a key came along and of what kind, never the key: with state
+	// in --dir the control plane passes none.
 	keyState := "none"
-	if o.AuthKey != "" {
+	if o.Login != (bridge.Login{}) {
 		keyState = "provided"
 	}
 	// peerAPI says whether tsnet's peerAPI server is in this binary: it
 	// answers every tailnet peer whatever the ACL, so release builds omit it
 	// (scripts/build.sh, ts_omit_peerapiserver) and the tests check this field.
-	log.Info("bridge starting", "mode", mode, "hostname", o.Hostname, "authKey", keyState, "peerAPI", buildfeatures.HasPeerAPIServer,
+	log.Info("bridge starting", "mode", mode, "hostname", o.Hostname, "authKey", keyState, "login", o.Login.Method(), "peerAPI", buildfeatures.HasPeerAPIServer,
 		"memoryLimit", applyMemoryLimit())
 
 	ch := bridge.NewChannel(os.Stdout)
@@ -119,43 +119,69 @@ func main() {
 	}
 }
 
-// authKey reads the tailnet auth key: from --auth-key-fd (the control
-// plane's way: a pipe, so the key is never in /proc/<pid>/environ), else
-// --auth-key-file, else TS_AUTHKEY for people running the bridge by hand.
-// The environment is read only when neither flag is given, and cleared
-// either way (that cannot scrub /proc/<pid>/environ, which keeps the
-// initial environment: callers must not put the key there).
-func authKey(file string, fd int) string {
-	defer func() {
-		// The key must not leak into anything tsnet or a child might log.
-		os.Unsetenv("TS_AUTHKEY")
-		os.Unsetenv("TS_AUTH_KEY")
-	}()
+// loginEnv is every variable tsnet would read a login from by itself.
+var loginEnv = []string{"TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID", "TS_ID_TOKEN", "TS_AUDIENCE"}
+
+// readLogin reads how to log in to the tailnet: from --login-fd (the
+// control plane's way: a pipe, so no secret is ever in /proc/<pid>/environ
+// or on a command line), else an auth key or client secret from
+// --auth-key-file, else the environment for people running the bridge by
+// hand. The environment is read only when neither flag is given, and
+// cleared either way, so that tsnet, which reads these variables itself,
+// uses only what was read here (that cannot scrub /proc/<pid>/environ,
+// which keeps the initial environment: callers must not put secrets there).
+func readLogin(file string, fd int) bridge.Login {
+	env := map[string]string{}
+	for _, k := range loginEnv {
+		env[k] = os.Getenv(k)
+		// No secret may leak into anything tsnet or a child might log.
+		os.Unsetenv(k)
+	}
 	switch {
 	case fd >= 0 && file != "":
-		fatalf(exitUsage, bridge.ErrUsage, "--auth-key-fd and --auth-key-file exclude each other")
+		fatalf(exitUsage, bridge.ErrUsage, "--login-fd and --auth-key-file exclude each other")
 	case fd >= 0:
 		if fd <= 2 {
-			fatalf(exitUsage, bridge.ErrUsage, "--auth-key-fd %d: stdin, stdout and stderr carry the control protocol", fd)
+			fatalf(exitUsage, bridge.ErrUsage, "--login-fd %d: stdin, stdout and stderr carry the control protocol", fd)
 		}
-		f := os.NewFile(uintptr(fd), "auth-key")
+		f := os.NewFile(uintptr(fd), "login")
 		if f == nil {
-			fatalf(exitUsage, bridge.ErrAuthKeyFile, "--auth-key-fd %d is not an open file descriptor", fd)
+			fatalf(exitUsage, bridge.ErrAuthKeyFile, "--login-fd %d is not an open file descriptor", fd)
 		}
 		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, 64*1024))
+		l, err := decodeLogin(io.LimitReader(f, 64*1024))
 		if err != nil {
-			fatalf(exitUsage, bridge.ErrAuthKeyFile, "reading auth key from fd %d: %v", fd, err)
+			fatalf(exitUsage, bridge.ErrAuthKeyFile, "reading the login from fd %d: %v", fd, err)
 		}
-		return strings.TrimSpace(string(b))
+		return l
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
 			fatalf(exitUsage, bridge.ErrAuthKeyFile, "reading auth key file: %v", err)
 		}
-		return strings.TrimSpace(string(b))
+		return bridge.Login{AuthKey: strings.TrimSpace(string(b))}
 	}
-	return os.Getenv("TS_AUTHKEY")
+	key := env["TS_AUTHKEY"]
+	if key == "" {
+		key = env["TS_AUTH_KEY"]
+	}
+	return bridge.Login{
+		AuthKey:      key,
+		ClientSecret: env["TS_CLIENT_SECRET"],
+		ClientID:     env["TS_CLIENT_ID"],
+		IDToken:      env["TS_ID_TOKEN"],
+		Audience:     env["TS_AUDIENCE"],
+	}
+}
+
+// decodeLogin reads one JSON login object; an unknown field is refused, so
+// that a control plane newer than this bridge cannot be half understood.
+func decodeLogin(r io.Reader) (bridge.Login, error) {
+	var l bridge.Login
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&l)
+	return l, err
 }
 
 func usage() {
