@@ -139,9 +139,10 @@ say(`done in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${relative(ROOT, out) ||
 /**
  * The file is what it claims: an ELF for arch whose `--version --json`
  * names this build, and whose `config check` accepts the example config.
- * Another architecture runs under qemu-user-static when the machine has it
- * (Debian's package); without it, only the ELF header is checked, and the
- * line says so.
+ * Another architecture runs under qemu-user-static with Debian's cross
+ * C library as its root (packages qemu-user-static, libc6-arm64-cross,
+ * libstdc++6-arm64-cross; `bash scripts/setup.sh --release` installs them).
+ * Without them, only the ELF header is checked, and the line says so.
  */
 function selfCheck(arch: Arch, exe: string): void {
   const head = readFileSync(exe).subarray(0, 20);
@@ -150,13 +151,16 @@ function selfCheck(arch: Arch, exe: string): void {
   if (head.toString("latin1", 0, 4) !== "\x7fELF" || head[4] !== 2 || machine !== want) {
     throw new Error(`${exe}: not a 64-bit ELF for ${arch} (e_machine 0x${machine.toString(16)})`);
   }
-  const qemu = `/usr/bin/qemu-${arch === "arm64" ? "aarch64" : "x86_64"}-static`;
   const native = GO_ARCH[arch] === process.arch;
-  if (!native && !existsSync(qemu)) {
-    say(`${arch}: ELF header checked; install qemu-user-static to run it here`);
+  const triple = arch === "arm64" ? "aarch64" : "x86_64";
+  const qemu = `/usr/bin/qemu-${triple}-static`;
+  const sysroot = `/usr/${triple}-linux-gnu`;
+  if (!native && !(existsSync(qemu) && existsSync(join(sysroot, "lib")))) {
+    say(`${arch}: only the ELF header checked; for more: bash scripts/setup.sh --release`);
     return;
   }
-  const run = (args: string[]) => sh(native ? exe : qemu, native ? args : [exe, ...args], { env: { HOME: work, PATH: "/nonexistent" } });
+  const run = (args: string[]) =>
+    sh(native ? exe : qemu, native ? args : ["-L", sysroot, exe, ...args], { env: { HOME: work, PATH: "/nonexistent" } });
   const v = JSON.parse(run(["--version", "--json"])) as { version: string; commit: string; arch: string };
   if (v.version !== buildInfo.version || v.commit !== buildInfo.commit || v.arch !== GO_ARCH[arch]) {
     throw new Error(`${exe} --version says ${JSON.stringify(v)}`);

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# npm run release:check: are release builds reproducible? Builds the
+# committed HEAD twice, from two fresh clones at different paths, and
+# compares every file in dist/ byte for byte (SHA256SUMS). Exit 1 and a list
+# of the files that differ if they are not identical.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/nats-tsnet-release-check.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+for i in 1 2; do
+  git clone -q "$root" "$work/build-$i"
+  (cd "$work/build-$i" && echo "release-check: build $i in $work/build-$i" \
+    && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
+    && node_modules/.bin/node scripts/release.ts "$@" 2>&1 | sed "s/^/  [$i] /")
+done
+if diff -u "$work/build-1/dist/SHA256SUMS" "$work/build-2/dist/SHA256SUMS"; then
+  echo "release-check: identical"
+  cat "$work/build-1/dist/SHA256SUMS"
+else
+  echo "release-check: the builds differ (above)" >&2
+  exit 1
+fi
