@@ -6,7 +6,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/nats-tsnet-release-check.XXXXXX)
-trap 'rm -rf "$work"' EXIT
 for i in 1 2; do
   git clone -q "$root" "$work/build-$i"
   (cd "$work/build-$i" && echo "release-check: build $i in $work/build-$i" \
@@ -16,7 +15,12 @@ done
 if diff -u "$work/build-1/dist/SHA256SUMS" "$work/build-2/dist/SHA256SUMS"; then
   echo "release-check: identical"
   cat "$work/build-1/dist/SHA256SUMS"
+  rm -rf "$work"
 else
-  echo "release-check: the builds differ (above)" >&2
+  # Which stage first differs: the Go binaries (manifest), the bundle, the blob.
+  for f in manifest-amd64.json manifest-arm64.json nats-tsnet.cjs sea-amd64.blob sea-arm64.blob; do
+    cmp -s "$work/build-1/.cache/release/$f" "$work/build-2/.cache/release/$f" || echo "release-check: differs: .cache/release/$f" >&2
+  done
+  echo "release-check: the builds differ (above); both builds are kept in $work" >&2
   exit 1
 fi

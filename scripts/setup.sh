@@ -12,6 +12,11 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
 command -v setpriv >/dev/null || need+=(util-linux)
+# podman builds and runs the container image and boots systemd for the unit
+# (test/integration/container.test.ts, systemd.test.ts);
+# runc because crun refuses a cgroup v1 host whose cgroup2 tree has controllers.
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then echo "setup: need root to install ${need[*]}" >&2; exit 7; fi

@@ -19,6 +19,7 @@ import (
 	_ "tailscale.com/feature/identityfederation"
 	"tailscale.com/ipn"
 	"tailscale.com/ipn/ipnstate"
+	"tailscale.com/net/netns"
 	"tailscale.com/tsnet"
 	"tailscale.com/types/logger"
 )
@@ -87,6 +88,14 @@ func Up(ctx context.Context, o Options, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	diag := newRing(200)
+	// tsnet's own sockets (control, DERP, WireGuard's UDP) would otherwise be
+	// pinned to the default route's interface, which an unprivileged process
+	// can only do with SO_BINDTODEVICE and no fwmark: on a host with no
+	// default route, or whose control server is reached another way, the
+	// node never reaches it. netns exists to keep a TUN's own traffic out of
+	// the tunnel; in userspace there is no TUN (tailscaled turns it off the
+	// same way for its userspace mode).
+	netns.SetEnabled(false)
 	srv := newServer(o, func(format string, a ...any) {
 		line := fmt.Sprintf(format, a...)
 		diag.add(line)

@@ -12,9 +12,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { binaryPath, eachLine, EXIT_CODE_OF, exited, REPO_ROOT, spawnChild, terminate } from "../../controlplane/src/mod.ts";
+import { binaryPath, eachLine, EXIT_CODE_OF, exited, spawnChild, terminate } from "../../controlplane/src/mod.ts";
 import { tailnetEnv, type LabProxy } from "../../localtailnet/mod.ts";
-import { eventually, logTail, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
+import { eventually, logTail, natsConnect, startTestTailnet, testReleaseFile, type TestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -40,16 +40,12 @@ describe("the release file", () => {
 
   before(async () => {
     t = await startTestTailnet("release");
-    const out = join(t.dir, "dist");
     // The suite's release build: a broken `npm run release` fails here.
-    execFileSync(process.execPath, [join(REPO_ROOT, "scripts", "release.ts"), "--arch", "amd64", "--out", out, "--no-archives"], {
-      stdio: ["ignore", "ignore", "pipe"],
-      timeout: 300_000,
-    });
+    const built = testReleaseFile();
     bare = join(t.dir, "bare");
     mkdirSync(join(bare, "empty-path"), { recursive: true });
     exe = join(bare, "nats-tsnet");
-    copyFileSync(join(out, "nats-tsnet-linux-amd64"), exe);
+    copyFileSync(built, exe);
     await Promise.all(["nats-1", "nats-2"].map((n) => t.tailnet.startNode(n)));
   });
 
