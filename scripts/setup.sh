@@ -17,6 +17,13 @@ command -v setpriv >/dev/null || need+=(util-linux)
 # runc because crun refuses a cgroup v1 host whose cgroup2 tree has controllers.
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
+# `setup.sh --release` (npm run release): the arm64 file's self-check runs it
+# under qemu-user-static, with Debian's cross C library as its root.
+if [ "${1:-}" = --release ]; then
+  [ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
+  [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need+=(libc6-arm64-cross)
+  [ -e /usr/aarch64-linux-gnu/lib/libstdc++.so.6 ] || need+=(libstdc++6-arm64-cross)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then echo "setup: need root to install ${need[*]}" >&2; exit 7; fi
