@@ -6,8 +6,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/nats-tsnet-release-check.XXXXXX)
+rev=$(git -C "$root" rev-parse HEAD) # both builds of this one commit, whatever lands meanwhile
 for i in 1 2; do
-  git clone -q "$root" "$work/build-$i"
+  git clone -q "$root" "$work/build-$i" && git -C "$work/build-$i" checkout -q "$rev"
   (cd "$work/build-$i" && echo "release-check: build $i in $work/build-$i" \
     && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
     && node_modules/.bin/node scripts/release.ts "$@" 2>&1 | sed "s/^/  [$i] /")
