@@ -10,6 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createLogger, binaryPath, REPO_ROOT } from "../controlplane/src/mod.ts";
 import { CLUSTER_TAG, CAPABILITY, DEV_USER, LocalTailnet, namespaceMemory, type Host } from "../localtailnet/mod.ts";
 import { CONN_TAG, FLOOD_TAG, measureConnections, connectionLines, type Connections } from "./connects.ts";
+import { MEM_TAG, measureReleaseVsCheckout, releaseLines, type ReleaseVsCheckout } from "./release-node.ts";
 
 const run = promisify(execFile);
 const NATS = binaryPath("nats");
@@ -27,7 +28,13 @@ const t0 = Date.now();
 const dir = mkdtempSync(join(tmpdir(), "nt-bench-"));
 const log = createLogger({ level: "error" });
 const policy = {
-  tagOwners: { [CLUSTER_TAG]: [`${DEV_USER}@`], [FAST_TAG]: [`${DEV_USER}@`], [CONN_TAG]: [`${DEV_USER}@`], [FLOOD_TAG]: [`${DEV_USER}@`] },
+  tagOwners: {
+    [CLUSTER_TAG]: [`${DEV_USER}@`],
+    [FAST_TAG]: [`${DEV_USER}@`],
+    [CONN_TAG]: [`${DEV_USER}@`],
+    [FLOOD_TAG]: [`${DEV_USER}@`],
+    [MEM_TAG]: [`${DEV_USER}@`],
+  },
   acls: [
     { action: "accept", src: [CLUSTER_TAG], dst: [`${CLUSTER_TAG}:*`] },
     { action: "accept", src: [FAST_TAG], dst: [`${FAST_TAG}:*`] },
@@ -208,6 +215,7 @@ try {
   results.memory_mib = mem;
 
   results.connections = await measureConnections(lab, say);
+  results.release_vs_checkout = await measureReleaseVsCheckout(lab, say);
   for (const s of baseServers) s.kill();
 } finally {
   await lab.stop();
@@ -251,6 +259,7 @@ const lines = [
   `| memory of nats-1, idle (MiB) | | ${JSON.stringify((results.memory_mib as { idle: unknown }).idle)} | |`,
   `| memory of nats-1, peak under 1 KiB load (MiB) | | ${JSON.stringify((results.memory_mib as { under_load_1KiB_peak: unknown }).under_load_1KiB_peak)} | |`,
   `| bridge memory, 1000 KiB messages: peak, then 5 s after (MiB) | | ${JSON.stringify((results.memory_mib as { large_messages?: { peak: { "nats-tsnet-bridge"?: number }; after_5s: { "nats-tsnet-bridge"?: number } } }).large_messages?.peak["nats-tsnet-bridge"])}, ${JSON.stringify((results.memory_mib as { large_messages?: { after_5s: { "nats-tsnet-bridge"?: number } } }).large_messages?.after_5s["nats-tsnet-bridge"])} | |`,
+  ...releaseLines(results.release_vs_checkout as ReleaseVsCheckout),
   "",
   "nats-1's bridge CPU under 1 KiB pub/sub load (Go pprof, share of samples):",
   ...Object.entries(results.bridge_profile as Record<string, number>).map(([g, v]) => `  ${g.padEnd(40)} ${v.toFixed(1).padStart(5)} %`),
