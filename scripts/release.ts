@@ -113,15 +113,17 @@ for (const arch of arches) {
   writeFileSync(
     seaConfig,
     JSON.stringify({
-      main: bundle,
-      output: blob,
+      // Relative to the working directory below: the blob records the main
+      // script's path, and an absolute one would differ between checkouts.
+      main: "nats-tsnet.cjs",
+      output: `sea-${arch}.blob`,
       disableExperimentalSEAWarning: true,
       useSnapshot: false,
       useCodeCache: false,
       assets: { "manifest.json": manifestPath, ...assets },
     }),
   );
-  sh(process.execPath, ["--experimental-sea-config", seaConfig]);
+  sh(process.execPath, ["--experimental-sea-config", seaConfig], { cwd: work });
   const target = join(out, file);
   rmSync(target, { force: true });
   copyFileSync(nodeBinary(arch), target);
