@@ -6,7 +6,8 @@
 // quiet spell, split into anonymous memory (the heap: what the process
 // really costs) and file-backed pages (the executable's own pages, shared
 // with the page cache, and counted more generously for a file that was
-// just written: the kernel maps whole cached runs around each fault).
+// just written: the kernel maps whole cached runs around each fault, so the
+// release file's pages are dropped from the cache before its warm start).
 import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
@@ -64,6 +65,10 @@ export async function measureReleaseVsCheckout(lab: LocalTailnet, say: (s: strin
   const checkout = await timed(() => lab.startNode("mem-checkout", { config, keyTags: [MEM_TAG] }));
   const cold = await timed(() => lab.startNode("mem-release", { config, keyTags: [MEM_TAG], exe, bareEnv }));
   await lab.stopNode("mem-release");
+  // As on a host where the file was installed a while ago: drop this file's
+  // pages from the page cache (dd's nocache), else the kernel maps in whole
+  // cached runs of the just-written file and its RSS counts them.
+  execFileSync("dd", [`if=${exe}`, "iflag=nocache", "count=0", "status=none"]);
   const warm = await timed(() => lab.startNode("mem-release", { config, keyTags: [MEM_TAG], exe, bareEnv }));
   await sleep(idleSeconds * 1000);
   const idle = {
