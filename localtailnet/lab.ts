@@ -8,13 +8,19 @@ import { execFile, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { stringify } from "yaml";
-import { REPO_ROOT, Bridge, deepMerge, eachLine, exited, spawnChild, terminate } from "../controlplane/src/mod.ts";
+import { REPO_ROOT, V8_FLAGS, Bridge, deepMerge, eachLine, exited, spawnChild, terminate } from "../controlplane/src/mod.ts";
 import { NetLab, type Host } from "./netns.ts";
 import { CLUSTER_TAG, Headscale, defaultPolicy, tailnetEnv } from "./headscale.ts";
 
 const execFileP = promisify(execFile);
 
 export const CLI = join(REPO_ROOT, "controlplane", "bin", "nats-tsnet.ts");
+/**
+ * Node's compile cache for a checkout's nodes: with every module in it, a
+ * node does not load Node's TypeScript stripper (some 20 MiB that stay
+ * resident), which a release file (plain JavaScript) never carries.
+ */
+export const COMPILE_CACHE = join(REPO_ROOT, ".cache", "node-compile-cache");
 
 export interface LabNode {
   name: string;
@@ -98,8 +104,15 @@ export class LocalTailnet {
     const authKey = o.authKey ?? (await this.headscale.authKey({ tags: o.keyTags ?? [CLUSTER_TAG] }));
     const child = spawnChild({
       cmd: o.exe ?? process.execPath,
-      args: [...(o.exe ? [] : [CLI]), "run", "--config", configPath],
-      env: { ...(o.bareEnv ?? process.env), ...tailnetEnv(), TS_AUTHKEY: authKey, ...o.env },
+      // A checkout's node runs with the V8 flags a release file has baked in.
+      args: [...(o.exe ? [] : [...V8_FLAGS, CLI]), "run", "--config", configPath],
+      env: {
+        ...(o.bareEnv ?? process.env),
+        ...(o.exe ? {} : { NODE_COMPILE_CACHE: COMPILE_CACHE }),
+        ...tailnetEnv(),
+        TS_AUTHKEY: authKey,
+        ...o.env,
+      },
       wrap: host.wrap,
     });
     const node: LabNode = { name, host, dir, configPath, child, lines: [] };

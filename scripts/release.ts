@@ -21,6 +21,7 @@ import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
 import { checkoutBuildInfo } from "../controlplane/src/version.ts";
+import { V8_FLAGS } from "../controlplane/src/v8-flags.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const NODE_VERSION = "24.21.0";
@@ -120,6 +121,8 @@ for (const arch of arches) {
       disableExperimentalSEAWarning: true,
       useSnapshot: false,
       useCodeCache: false,
+      // The control plane's V8 flags (controlplane/src/v8-flags.ts), baked in.
+      execArgv: [...V8_FLAGS],
       assets: { "manifest.json": manifestPath, ...assets },
     }),
   );

@@ -10,6 +10,7 @@ import type { AuthConfig } from "../config/mod.ts";
 import type { Bridge } from "../bridge-client/client.ts";
 import { decide, identityOf, type Decision } from "./policy.ts";
 import { decodeVerified, nativeSigner } from "./signer.ts";
+import { localGet } from "../util/http.ts";
 
 export const AUTH_USER = "nats-tsnet-auth";
 const AUTH_SUBJECT = "$SYS.REQ.USER.AUTH";
@@ -225,8 +226,9 @@ export class AuthCallout {
   /** Forgets connections that are gone. */
   private async prune(): Promise<void> {
     try {
-      const r = await fetch(`http://127.0.0.1:${this.o.monitorPort}/connz?limit=100000`, { signal: AbortSignal.timeout(5000) });
-      const live = new Set(((await r.json()) as { connections?: Array<{ cid: number }> }).connections?.map((c) => c.cid) ?? []);
+      const r = await localGet(this.o.monitorPort, "/connz?limit=100000", 5000);
+      if (r.status !== 200) return;
+      const live = new Set((JSON.parse(r.body) as { connections?: Array<{ cid: number }> }).connections?.map((c) => c.cid) ?? []);
       for (const cid of this.tracked.keys()) if (!live.has(cid)) this.tracked.delete(cid);
     } catch {
       // monitoring unavailable for a moment: keep everything, try next time

@@ -15,14 +15,8 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { accountSigner, accountView, operatorView, type AccountView, type KeySource, type OperatorView } from "./keys.ts";
 
-export const SYS = "SYS";
-export const ADMIN = "admin";
+export { ADMIN, SYS, adminCredsPath } from "./operator-paths.ts";
 export const NAME = /^[A-Za-z0-9_-]+$/;
-
-/** The system-account admin's .creds: how `auth push` and `peer ...` reach SYS on a node's loopback. */
-export function adminCredsPath(dir: string): string {
-  return join(dir, "accounts", SYS, "users", `${ADMIN}.creds`);
-}
 
 export const accountDir = (dir: string, name: string) => join(dir, "accounts", name);
 export const userCredsPath = (dir: string, account: string, user: string) => join(dir, "accounts", account, "users", `${user}.creds`);

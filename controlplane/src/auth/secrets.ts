@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/mod.ts";
 import { OperationError } from "../errors.ts";
-import { adminCredsPath } from "./operator.ts";
+import { adminCredsPath } from "./operator-paths.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 
 export interface NodeSecrets {

@@ -2,25 +2,12 @@
 // signing keys, roles, users and their .creds files) and pushing it to a
 // running cluster.
 import { InvalidArgumentError, type Command } from "commander";
-import { loadConfig } from "../config/mod.ts";
 import { ConfigError } from "../errors.ts";
-import {
-  addAccount,
-  addRole,
-  addSigningKey,
-  addUser,
-  importNsc,
-  initStore,
-  listUsers,
-  permissionsOf,
-  pushAccounts,
-  reissueUsers,
-  removeSigningKey,
-  revokeAllBefore,
-  revokeUser,
-  type UserSpec,
-} from "../auth/operator.ts";
+import type { UserSpec } from "../auth/operator.ts";
 import { CONFIG_OPTION, commaList, duration, limit } from "./options.ts";
+
+// The operator code (nkeys, JWTs, a NATS client) loads when an auth command runs, not with every command.
+const operator = () => import("../auth/operator.ts");
 
 const DIR_OPTION = ["--dir <dir>", "the auth store", "nats-tsnet-auth"] as const;
 const out = (line: string): void => {
@@ -50,6 +37,7 @@ function registerInit(auth: Command): void {
     .option("--operator <name>", "operator name", "nats-tsnet")
     .option("--no-strict", "let identity keys sign too (NATS recommends strict signing-key usage)")
     .action(async (o: { dir: string; operator: string; strict: boolean }) => {
+      const { initStore } = await operator();
       const s = await initStore(o.dir, o.operator, { strict: o.strict });
       out(`operator ${s.operator.name} (${s.operator.pub}) with system account ${s.systemAccount.pub} in ${o.dir}`);
       if (s.operator.strict) out(`strict signing keys: operator.nk and accounts/*/account.nk can be moved off this host`);
@@ -80,6 +68,7 @@ function registerAccountAdd(account: Command): void {
     .option("--js-disk <n>", "JetStream disk bytes", limit)
     .option("--max-streams <n>", "JetStream streams", limit)
     .action(async (name: string, o: AccountFlags) => {
+      const { addAccount } = await operator();
       const pub = await addAccount(o.dir, name, {
         conns: o.maxConns,
         subs: o.maxSubs,
@@ -99,13 +88,17 @@ function registerKeys(key: Command): void {
     .description("add a signing key to an account; new and re-issued users are signed with it")
     .requiredOption("--account <name>", "the account")
     .option(...DIR_OPTION)
-    .action(async (o: { account: string; dir: string }) => out(await addSigningKey(o.dir, o.account)));
+    .action(async (o: { account: string; dir: string }) => {
+      const { addSigningKey } = await operator();
+      out(await addSigningKey(o.dir, o.account));
+    });
   key
     .command("remove <public-key>")
     .description("remove a signing key from an account and delete its seed; users it signed are refused after a push")
     .requiredOption("--account <name>", "the account")
     .option(...DIR_OPTION)
     .action(async (pub: string, o: { account: string; dir: string }) => {
+      const { removeSigningKey } = await operator();
       await removeSigningKey(o.dir, o.account, pub);
       out(`removed ${pub} from ${o.account}; push it with 'nats-tsnet auth push'`);
     });
@@ -156,6 +149,7 @@ function registerRoleAdd(role: Command): void {
       .requiredOption("--account <name>", "the account")
       .option(...DIR_OPTION),
   ).action(async (name: string, o: PermissionFlags & { account: string; dir: string }) => {
+    const { addRole, permissionsOf } = await operator();
     const key = await addRole(o.dir, o.account, name, permissionsOf(specOf(o)));
     out(`role ${name} of ${o.account} (scoped signing key ${key}); push it with 'nats-tsnet auth push'`);
   });
@@ -185,6 +179,7 @@ function registerUserAdd(user: Command): void {
     // commander sets proxyRequired true by default: only an explicit --no-proxy-required counts for a role's user.
     const spec = specOf(o);
     if (o.role && o.proxyRequired) delete spec.proxyRequired;
+    const { addUser } = await operator();
     out(await addUser(o.dir, o.account, name, { ...spec, role: o.role, signingKey: o.signingKey, tags: o.tag, expiresInMs: o.expiry }));
   });
 }
@@ -196,6 +191,7 @@ function registerUserList(user: Command): void {
     .requiredOption("--account <name>", "the account")
     .option(...DIR_OPTION)
     .action(async (o: { account: string; dir: string }) => {
+      const { listUsers } = await operator();
       for (const u of await listUsers(o.dir, o.account))
         out(
           [u.name, u.pub, u.state, u.role ? `role=${u.role}` : `signer=${u.signer}`, u.expires ? `expires=${u.expires.toISOString()}` : ""]
@@ -212,13 +208,15 @@ function registerUserReissue(user: Command): void {
     .requiredOption("--account <name>", "the account")
     .option(...DIR_OPTION)
     .action(async (names: string[], o: { account: string; dir: string }) => {
+      const { reissueUsers } = await operator();
       for (const u of await reissueUsers(o.dir, o.account, names.length ? names : undefined)) out(`${u.path}\t${u.signer}`);
     });
 }
 
 /** The store named by --config (and a node to push through), else --dir. */
-function storeOf(o: { dir: string; config?: string }): { dir: string; port?: number } {
+async function storeOf(o: { dir: string; config?: string }): Promise<{ dir: string; port?: number }> {
   if (!o.config) return { dir: o.dir };
+  const { loadConfig } = await import("../config/mod.ts");
   const c = loadConfig({ file: o.config });
   if (c.auth.mode !== "operator") throw new ConfigError("ERR_AUTH_MODE", `this needs auth.mode operator (the node runs ${c.auth.mode})`);
   return { dir: c.auth.operator_dir, port: c.nats.loopback.client_port };
@@ -240,7 +238,8 @@ function registerUserRevoke(user: Command): void {
     .option("--all-before <time>", '"now" or an ISO date', epochSeconds)
     .action(async (who: string | undefined, o: { account: string; dir: string; config?: string; allBefore?: number }) => {
       if (!who && o.allBefore === undefined) throw new InvalidArgumentError("name a user or give --all-before");
-      const s = storeOf(o);
+      const s = await storeOf(o);
+      const { pushAccounts, revokeAllBefore, revokeUser } = await operator();
       if (who) out(`revoked ${await revokeUser(s.dir, o.account, who)}`);
       if (o.allBefore !== undefined) {
         await revokeAllBefore(s.dir, o.account, o.allBefore);
@@ -261,6 +260,7 @@ function registerPush(auth: Command): void {
     .option(...CONFIG_OPTION)
     .option("--account <name>", "only this account")
     .action(async (o: { config?: string; account?: string }) => {
+      const [{ loadConfig }, { pushAccounts }] = await Promise.all([import("../config/mod.ts"), operator()]);
       const c = loadConfig({ file: o.config });
       if (c.auth.mode !== "operator")
         throw new ConfigError("ERR_AUTH_MODE", `auth push needs auth.mode operator (the node runs ${c.auth.mode})`);
@@ -277,6 +277,7 @@ function registerImportNsc(auth: Command): void {
     .requiredOption("--nkeys-dir <dir>", "nsc's nkeys directory")
     .option(...DIR_OPTION)
     .action(async (o: { operatorDir: string; nkeysDir: string; dir: string }) => {
+      const { importNsc } = await operator();
       const s = await importNsc({ operatorDir: o.operatorDir, nkeysDir: o.nkeysDir, dest: o.dir });
       out(`imported operator ${s.operator.name} with ${s.accounts.length} accounts into ${o.dir}`);
       for (const k of s.missing) out(`note: no seed for signing key ${k} under ${o.nkeysDir}: what it signs cannot be done here`);

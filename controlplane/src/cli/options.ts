@@ -1,7 +1,7 @@
 // Argument parsers and signal handling shared by the commands.
 import { InvalidArgumentError } from "commander";
 import { ExitCode } from "../errors.ts";
-import { parseDuration } from "../config/mod.ts";
+import { parseDuration } from "../config/units.ts";
 
 export const CONFIG_OPTION = ["-c, --config <file>", "the node's config file (YAML)"] as const;
 

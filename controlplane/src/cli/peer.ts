@@ -1,7 +1,5 @@
 // `nats-tsnet peer list|remove`: cluster membership, seen from this host's node.
 import type { Command } from "commander";
-import { loadConfig } from "../config/mod.ts";
-import { formatPeerList, peerList, peerRemove } from "../cluster/peers.ts";
 import { CONFIG_OPTION } from "./options.ts";
 
 export function registerPeer(program: Command): void {
@@ -12,6 +10,8 @@ export function registerPeer(program: Command): void {
     .option(...CONFIG_OPTION)
     .option("--json", "print JSON")
     .action(async (o: { config?: string; json?: boolean }) => {
+      const { loadConfig } = await import("../config/mod.ts");
+      const { peerList, formatPeerList } = await import("../cluster/peers.ts");
       const l = await peerList(loadConfig({ file: o.config }));
       process.stdout.write(o.json ? JSON.stringify(l, null, 2) + "\n" : formatPeerList(l));
     });
@@ -20,6 +20,8 @@ export function registerPeer(program: Command): void {
     .description("remove a server that is gone for good from the JetStream meta group")
     .option(...CONFIG_OPTION)
     .action(async (name: string, o: { config?: string }) => {
+      const { loadConfig } = await import("../config/mod.ts");
+      const { peerRemove } = await import("../cluster/peers.ts");
       await peerRemove(loadConfig({ file: o.config }), name);
       process.stdout.write(`removed ${name} from the JetStream meta group\n`);
     });

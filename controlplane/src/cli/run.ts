@@ -1,8 +1,9 @@
 // `nats-tsnet run`: one node, until a signal stops it.
+// Like every command, it loads what it runs only when it runs (the commands
+// are registered at every start; what they do is loaded for one of them).
 import type { Command } from "commander";
-import { loadConfig, type ConfigInput } from "../config/mod.ts";
-import { createLogger } from "../log.ts";
-import { startNode, type RunningNode } from "../node/run.ts";
+import type { ConfigInput } from "../config/mod.ts";
+import type { RunningNode } from "../node/run.ts";
 import { NatsTsnetError } from "../errors.ts";
 import { onStopSignal } from "./options.ts";
 
@@ -23,6 +24,11 @@ export function registerRun(program: Command): void {
 }
 
 async function runNode(o: RunFlags): Promise<void> {
+  const [{ loadConfig }, { createLogger }, { startNode }] = await Promise.all([
+    import("../config/mod.ts"),
+    import("../log.ts"),
+    import("../node/run.ts"),
+  ]);
   const overrides: ConfigInput = {};
   if (o.hostname) overrides.hostname = o.hostname;
   if (o.stateDir) overrides.state_dir = o.stateDir;

@@ -8,6 +8,7 @@ import type { Config } from "../config/mod.ts";
 import type { Device } from "../bridge-client/client.ts";
 import { systemCredentials } from "../auth/secrets.ts";
 import { OperationError } from "../errors.ts";
+import { localGet } from "../util/http.ts";
 
 export interface PeerRow {
   name: string;
@@ -17,8 +18,7 @@ export interface PeerRow {
 }
 
 async function getJSON(port: number, path: string): Promise<any> {
-  const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
-  return r.json();
+  return JSON.parse((await localGet(port, path, 5000)).body);
 }
 
 function readStatus(config: Config): { self: Device; peers: Device[]; routes: Array<{ peer: string; url: string }> } {

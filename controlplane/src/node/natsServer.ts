@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { binaryPath } from "../binaries.ts";
 import { OperationError } from "../errors.ts";
 import { eachLine, exited, spawnChild, terminate } from "../supervise/spawn.ts";
+import { localGet } from "../util/http.ts";
 
 export interface NatsServerOptions {
   confPath: string;
@@ -79,8 +80,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<ChildProces
 
 export async function healthy(monitorPort: number, query = ""): Promise<boolean> {
   try {
-    const r = await fetch(`http://127.0.0.1:${monitorPort}/healthz${query}`, { signal: AbortSignal.timeout(2000) });
-    return r.ok;
+    return (await localGet(monitorPort, `/healthz${query}`, 2000)).status === 200;
   } catch {
     return false;
   }

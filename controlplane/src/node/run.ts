@@ -25,9 +25,8 @@ import { exited, terminate } from "../supervise/spawn.ts";
 import { TailnetError, type NatsTsnetError } from "../errors.ts";
 import { RouteReconciler, writeStatusFile } from "../cluster/reconcile.ts";
 import { routeAlias } from "../cluster/members.ts";
-import { AuthCallout, AUTH_USER } from "../auth/callout.ts";
-import { grantGate } from "../auth/policy.ts";
-import { readStore } from "../auth/operator.ts";
+import type { AuthCallout } from "../auth/callout.ts";
+import type { readStore } from "../auth/operator-store.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 
 export interface RunningNode {
@@ -38,10 +37,30 @@ export interface RunningNode {
 }
 export type StopMode = "lame-duck" | "quick";
 
+/**
+ * The code of the auth mode in use, and only that: mode tailnet's callout
+ * (a NATS client, nkeys and JWTs) and mode operator's store are loaded only
+ * in their modes, so that a node carries no code it cannot run.
+ */
+interface AuthCode {
+  callout?: typeof import("../auth/callout.ts");
+  policy?: typeof import("../auth/policy.ts");
+  readStore?: typeof readStore;
+}
+
+async function loadAuthCode(mode: Config["auth"]["mode"]): Promise<AuthCode> {
+  if (mode === "tailnet") {
+    const [callout, policy] = await Promise.all([import("../auth/callout.ts"), import("../auth/policy.ts")]);
+    return { callout, policy };
+  }
+  if (mode === "operator") return { readStore: (await import("../auth/operator-store.ts")).readStore };
+  return {};
+}
+
 export async function startNode(config: Config, log: Logger): Promise<RunningNode> {
   log.info({ config: redactConfig(config) as unknown as Record<string, unknown>, sources: config.source }, "starting");
   mkdirSync(config.state_dir, { recursive: true, mode: 0o700 });
-  const node = new NodeRuntime(config, log, loadOrCreateSecrets(config.state_dir));
+  const node = new NodeRuntime(config, log, loadOrCreateSecrets(config.state_dir), await loadAuthCode(config.auth.mode));
   await node.joinTailnet();
   await node.startNats();
   await node.openFaces();
@@ -67,11 +86,13 @@ class NodeRuntime {
   private readonly config: Config;
   private readonly log: Logger;
   private readonly secrets: NodeSecrets;
+  private readonly auth: AuthCode;
 
-  constructor(config: Config, log: Logger, secrets: NodeSecrets) {
+  constructor(config: Config, log: Logger, secrets: NodeSecrets, auth: AuthCode) {
     this.config = config;
     this.log = log;
     this.secrets = secrets;
+    this.auth = auth;
     this.done = new Promise<void>((resolve, reject) => {
       this.fatal = reject;
       this.stopped = resolve;
@@ -91,7 +112,7 @@ class NodeRuntime {
       },
     });
     if (config.auth.mode === "tailnet") {
-      this.callout = new AuthCallout({
+      this.callout = new auth.callout!.AuthCallout({
         auth: config.auth,
         serverName: config.nats.server_name,
         clientPort: config.nats.loopback.client_port,
@@ -176,7 +197,7 @@ class NodeRuntime {
       // One device must not keep everyone else's connections out.
       limits: deviceLimits(nats.device_limits),
       // Mode tailnet: a caller no grant or rule admits is refused before the callout is asked.
-      ...(this.config.auth.mode === "tailnet" && { grantGate: grantGate(this.config.auth) }),
+      ...(this.config.auth.mode === "tailnet" && { grantGate: this.auth.policy!.grantGate(this.config.auth) }),
     });
     if (nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: nats.monitor_port, target: `127.0.0.1:${nats.loopback.monitor_port}` });
@@ -254,7 +275,7 @@ class NodeRuntime {
     const proxyKey = this.bridge.status!.proxyKey!;
     const sys = { user: secrets.sys_user, password: secrets.sys_password };
     if (config.auth.mode === "operator") {
-      const store = readStore(config.auth.operator_dir);
+      const store = this.auth.readStore!(config.auth.operator_dir);
       return {
         mode: "operator",
         proxyKey,
@@ -268,7 +289,7 @@ class NodeRuntime {
         mode: "tailnet",
         proxyKey,
         sys,
-        callout: { user: AUTH_USER, password: secrets.auth_password, issuer: this.callout.issuerPublicKey() },
+        callout: { user: this.auth.callout!.AUTH_USER, password: secrets.auth_password, issuer: this.callout.issuerPublicKey() },
       };
     }
     return { mode: "none", proxyKey, sys, appPassword: secrets.app_password };
