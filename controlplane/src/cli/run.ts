@@ -1,6 +1,6 @@
 // `nats-tsnet run`: one node, until a signal stops it.
-// Like every command, it loads what it runs only when it runs (the commands
-// are registered at every start; what they do is loaded for one of them).
+// What it runs is loaded when it runs: every start registers every command,
+// and the node's code has no business in `nats-tsnet auth ...` or `--help`.
 import type { Command } from "commander";
 import type { ConfigInput } from "../config/mod.ts";
 import type { RunningNode } from "../node/run.ts";

@@ -15,13 +15,15 @@ export interface Member {
  * Tagged peers are members. Online state is deliberately ignored: a peer
  * that drops off for a moment stays in the netmap and keeps its route, so
  * a flapping link never rewrites the config. A peer leaves when the
- * tailnet forgets it or it loses the tag.
+ * tailnet forgets it or it loses the tag. Sorted by name in code-unit
+ * order: device names are DNS labels, and localeCompare would load ICU's
+ * collation data (some 2 MiB resident) for them.
  */
 export function membersOf(status: TailnetStatus, clusterTag: string): Member[] {
   return status.peers
     .filter((p) => p.tags.includes(clusterTag) && p.ips.length > 0)
     .map((p) => ({ id: p.id, name: p.name, dnsName: p.dnsName, ips: [...p.ips], online: p.online }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 export interface MemberDiff {
