@@ -8,45 +8,22 @@
 // with the page cache, and counted more generously for a file that was
 // just written: the kernel maps whole cached runs around each fault, so the
 // release file's pages are dropped from the cache before its warm start).
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { testReleaseFile, type LocalTailnet } from "../localtailnet/mod.ts";
+import { namespaceProcessMemory, testReleaseFile, type LocalTailnet, type ProcessMemory } from "../localtailnet/mod.ts";
 
 export const MEM_TAG = "tag:nats-mem";
 
-interface ProcMem {
-  rss: number;
-  anon: number;
-  file: number;
-}
-
-/** Resident memory (MiB) of each process in a namespace, by what it runs. */
-function processMemory(netns: string): Record<string, ProcMem> {
-  const out: Record<string, ProcMem> = {};
-  for (const pid of execFileSync("ip", ["netns", "pids", netns], { encoding: "utf8" }).split("\n").filter(Boolean)) {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      const name = cmd.some((a) => a.endsWith("nats-tsnet.ts")) ? "nats-tsnet" : cmd[0]!.split("/").pop()!;
-      const status = readFileSync(`/proc/${pid}/status`, "utf8");
-      const kib = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024;
-      out[name] = { rss: +kib("VmRSS").toFixed(1), anon: +kib("RssAnon").toFixed(1), file: +kib("RssFile").toFixed(1) };
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-const total = (m: Record<string, ProcMem>) =>
+const total = (m: Record<string, ProcessMemory>) =>
   +Object.values(m)
     .reduce((a, p) => a + p.rss, 0)
     .toFixed(1);
 
 export interface ReleaseVsCheckout {
   start_to_ready_s: { checkout: number; release_cold_cache: number; release_warm_cache: number };
-  idle_mib: { checkout: Record<string, ProcMem>; release: Record<string, ProcMem> };
+  idle_mib: { checkout: Record<string, ProcessMemory>; release: Record<string, ProcessMemory> };
   idle_total_mib: { checkout: number; release: number };
 }
 
@@ -72,8 +49,8 @@ export async function measureReleaseVsCheckout(lab: LocalTailnet, say: (s: strin
   const warm = await timed(() => lab.startNode("mem-release", { config, keyTags: [MEM_TAG], exe, bareEnv }));
   await sleep(idleSeconds * 1000);
   const idle = {
-    checkout: processMemory(lab.nodes.get("mem-checkout")!.host.netns),
-    release: processMemory(lab.nodes.get("mem-release")!.host.netns),
+    checkout: namespaceProcessMemory(lab.nodes.get("mem-checkout")!.host.netns),
+    release: namespaceProcessMemory(lab.nodes.get("mem-release")!.host.netns),
   };
   await lab.stopNode("mem-checkout");
   await lab.stopNode("mem-release");
@@ -86,7 +63,7 @@ export async function measureReleaseVsCheckout(lab: LocalTailnet, say: (s: strin
 
 /** The table's rows for it. */
 export function releaseLines(r: ReleaseVsCheckout): string[] {
-  const fmt = (m: Record<string, ProcMem>) =>
+  const fmt = (m: Record<string, ProcessMemory>) =>
     Object.entries(m)
       .map(([k, v]) => `${k} ${v.rss} (anon ${v.anon})`)
       .join(", ");

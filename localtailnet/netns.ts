@@ -128,22 +128,41 @@ export function labNamespaces(id: string): string[] {
     .filter((n) => n.startsWith(id + "-"));
 }
 
+export interface ProcessMemory {
+  /** Resident set, MiB. */
+  rss: number;
+  /** Of it, anonymous memory (heaps, stacks): what the process really costs. */
+  anon: number;
+  /** Of it, file-backed pages (its executable and libraries), shared with the page cache. */
+  file: number;
+}
+
 /**
- * Resident memory (MiB) of the processes running in a namespace, by what
- * they are: "nats-tsnet" (the Node.js node), "nats-tsnet-bridge", "nats-server".
+ * Resident memory of the processes running in a namespace, by what they
+ * are: "nats-tsnet" (the Node.js node, from a checkout or a release file
+ * named so), "nats-tsnet-bridge", "nats-server". Processes of one name add up.
  */
-export function namespaceMemory(netns: string): Record<string, number> {
-  const out: Record<string, number> = {};
+export function namespaceProcessMemory(netns: string): Record<string, ProcessMemory> {
+  const out: Record<string, ProcessMemory> = {};
   for (const pid of ip("netns", "pids", netns).split("\n").filter(Boolean)) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
       // Node names its main thread, so tell processes apart by what they run.
       const name = cmd.some((a) => a.endsWith("nats-tsnet.ts")) ? "nats-tsnet" : cmd[0]!.split("/").pop()!;
-      const kib = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-      out[name] = +((out[name] ?? 0) + kib / 1024).toFixed(1);
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const mib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024;
+      const p = (out[name] ??= { rss: 0, anon: 0, file: 0 });
+      p.rss = +(p.rss + mib("VmRSS")).toFixed(1);
+      p.anon = +(p.anon + mib("RssAnon")).toFixed(1);
+      p.file = +(p.file + mib("RssFile")).toFixed(1);
     } catch {
       // exited meanwhile
     }
   }
   return out;
+}
+
+/** Resident memory (MiB) of the processes running in a namespace, by what they are. */
+export function namespaceMemory(netns: string): Record<string, number> {
+  return Object.fromEntries(Object.entries(namespaceProcessMemory(netns)).map(([name, m]) => [name, m.rss]));
 }

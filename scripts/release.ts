@@ -225,22 +225,20 @@ function archive(arch: Arch, exe: string): string {
   mkdirSync(stage, { recursive: true });
   copyFileSync(exe, join(stage, "nats-tsnet"));
   chmodSync(join(stage, "nats-tsnet"), 0o755);
-  for (const f of [...ARCHIVE_FILES, "THIRD-PARTY-NOTICES.md"]) {
-    const src = f === "THIRD-PARTY-NOTICES.md" ? join(work, f) : join(ROOT, f);
-    if (existsSync(src)) cpSync(src, join(stage, f), { recursive: true });
-  }
+  // Each must exist: a release without its LICENSE or service files is broken.
+  for (const f of ARCHIVE_FILES) cpSync(join(ROOT, f), join(stage, f), { recursive: true });
+  cpSync(join(work, "THIRD-PARTY-NOTICES.md"), join(stage, "THIRD-PARTY-NOTICES.md"));
   const epoch = sh("git", ["log", "-1", "--format=%ct"]).trim() || "0";
   const tarball = join(out, `${name}.tar.gz`);
-  const tar = sh("bash", [
+  sh("bash", [
     "-c",
-    `tar --sort=name --mtime=@${epoch} --owner=0 --group=0 --numeric-owner --mode=go-w,u+w ` +
+    `set -o pipefail; tar --sort=name --mtime=@${epoch} --owner=0 --group=0 --numeric-owner --mode=go-w,u+w ` +
       `--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$1" -cf - "$2" | gzip -9n > "$3"`,
     "tar",
     join(work, "stage"),
     name,
     tarball,
   ]);
-  void tar;
   return `${sha256(readFileSync(tarball))}  ${name}.tar.gz`;
 }
 

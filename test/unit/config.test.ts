@@ -3,9 +3,8 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { hostname as osHostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
+import { configError } from "./helpers.ts";
 import {
-  ConfigError,
-  ExitCode,
   configJsonSchema,
   loadConfig,
   redactConfig,
@@ -29,17 +28,6 @@ function write(text: string, name = "config.yaml"): string {
   const file = join(dir, name);
   writeFileSync(file, text);
   return file;
-}
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    assert.equal(err.exitCode, ExitCode.config);
-    return err;
-  }
-  assert.fail("expected a ConfigError");
 }
 
 const noEnv = {};

@@ -10,7 +10,7 @@ import type { Writable } from "node:stream";
 import type { Logger } from "pino";
 import { binaryPath } from "../binaries.ts";
 import { BridgeError, errorFromCode, TailnetError } from "../errors.ts";
-import { LOGIN_FIELDS, normalizeLogin, type RouteSecret, type TailnetLogin } from "../config/mod.ts";
+import { LOGIN_ENV_VARS, LOGIN_FIELDS, normalizeLogin, type RouteSecret, type TailnetLogin } from "../config/mod.ts";
 import { eachLine, exited, spawnChild, terminate } from "../supervise/spawn.ts";
 
 export interface Device {
@@ -105,8 +105,11 @@ export function hasTailnetState(dir: string): boolean {
   }
 }
 
-/** Every variable tsnet would take a login from by itself; never in the bridge's environment. */
-const LOGIN_ENV = ["TS_AUTHKEY", "TS_AUTH_KEY", "TS_CLIENT_SECRET", "TS_CLIENT_ID", "TS_ID_TOKEN", "TS_AUDIENCE"];
+/**
+ * Every variable tsnet would take a login from by itself (ours, and its
+ * older spelling TS_AUTH_KEY); never in the bridge's environment.
+ */
+const LOGIN_ENV = [...Object.values(LOGIN_ENV_VARS), "TS_AUTH_KEY"];
 
 /**
  * The login as the one line the bridge reads from --login-fd: the fields
