@@ -314,7 +314,8 @@ describe("the container image, run with podman on the local tailnet", { skip: sk
     nc.publish("hello.container", enc.encode("hi"));
     for await (const m of sub) assert.equal(dec.decode(m.data), "hi");
     const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: "BOX", subjects: ["box.>"], num_replicas: 2 });
+    // The meta leader may not yet have heard the other member's JetStream ("peer offline"): retry.
+    await eventually(() => jsm.streams.add({ name: "BOX", subjects: ["box.>"], num_replicas: 2 }), 30_000, "BOX placed on both nodes");
     const ack = await jetstream(nc).publish("box.1", enc.encode("one"));
     assert.equal(ack.seq, 1);
     const info = await jsm.streams.info("BOX");

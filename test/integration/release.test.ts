@@ -86,7 +86,13 @@ describe("the release file", () => {
     proxy = await t.tailnet.startProxy("rel-client", { to: "nats-3:4222" });
     nc = await natsConnect(proxy.url);
     const jsm = await jetstreamManager(nc);
-    const si = await jsm.streams.add({ name: "REL", subjects: ["rel.>"], num_replicas: 3 });
+    // Right after a member joins, the meta leader may not yet have heard its
+    // JetStream ("no suitable peers for placement, peer offline"): retry.
+    const si = await eventually(
+      () => jsm.streams.add({ name: "REL", subjects: ["rel.>"], num_replicas: 3 }),
+      30_000,
+      "REL placed on three nodes",
+    );
     assert.equal(si.config.num_replicas, 3);
     const js = jetstream(nc);
     for (let i = 0; i < 20; i++) {
