@@ -202,6 +202,20 @@ export class LocalTailnet {
   }
 
   /**
+   * Cuts a node's power: every process on its host is killed at once, so
+   * nats-server neither flushes nor steps down. What survives on disk is
+   * up to the store's filesystem (see LazyFs.powerCut).
+   */
+  async powerOff(name: string): Promise<void> {
+    const n = this.nodes.get(name);
+    if (!n) throw new Error(`no node ${name}`);
+    const done = exited(n.child);
+    await this.net.killAll(name);
+    await done;
+    this.nodes.delete(name);
+  }
+
+  /**
    * A client-mode device on a host of its own that exposes `to` (a tailnet
    * host:port) on this machine's loopback. The listening socket is made
    * here, in our namespace, and handed to the bridge, which runs inside its

@@ -106,6 +106,29 @@ export class NetLab {
     ip("-n", h.netns, "link", "set", "eth0", up ? "up" : "down");
   }
 
+  /**
+   * Kills every process on a host at the same instant (SIGKILL): a power cut
+   * as its processes see it. Nothing gets to flush or say goodbye. Resolves
+   * once none is left.
+   */
+  async killAll(name: string): Promise<void> {
+    const h = this.hosts.get(name);
+    if (!h) throw new Error(`no host ${name}`);
+    for (let i = 0; i < 100; i++) {
+      const pids = ip("netns", "pids", h.netns).split("\n").filter(Boolean);
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`processes on host ${name} survived SIGKILL`);
+  }
+
   /** Runs a command inside a host and returns its stdout. */
   exec(name: string, cmd: string, args: string[]): string {
     const h = this.hosts.get(name);

@@ -73,6 +73,8 @@ export const CODES = {
     "ERR_NODE_NOT_RUNNING", // `peer` finds no status.json: no node runs with this config
     "ERR_PEER_REMOVE", // the meta group refused to remove a peer
     "ERR_AUTH_PUSH", // the cluster refused an account JWT
+    "ERR_STORE_DAMAGED", // logged, never an exit: nats-server found part of its JetStream store damaged and cut it back, rebuilt or reset it
+    "ERR_STORE_FULL", // logged, never an exit: the disk under the JetStream store is full; JetStream is off on this node until there is room
   ],
   // The bridge's control protocol (dataplane/bridge/codes.go).
   bridge: [

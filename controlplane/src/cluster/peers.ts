@@ -9,6 +9,7 @@ import type { Device } from "../bridge-client/client.ts";
 import { systemCredentials } from "../auth/secrets.ts";
 import { OperationError } from "../errors.ts";
 import { localGet } from "../util/http.ts";
+import { readStoreHealth, type StoreHealthFile } from "../node/store-health.ts";
 
 export interface PeerRow {
   name: string;
@@ -55,7 +56,7 @@ async function metaGroup(
 }
 
 /** Tailnet peers, routes and the JetStream meta group, side by side. */
-export async function peerList(config: Config): Promise<{ self: string; metaLeader?: string; rows: PeerRow[] }> {
+export async function peerList(config: Config): Promise<{ self: string; metaLeader?: string; rows: PeerRow[]; store: StoreHealthFile }> {
   const st = readStatus(config);
   const port = config.nats.loopback.monitor_port;
   const [routez, meta] = await Promise.all([getJSON(port, "/routez"), metaGroup(config)]);
@@ -82,7 +83,7 @@ export async function peerList(config: Config): Promise<{ self: string; metaLead
             : null,
     };
   });
-  return { self: st.self.name, metaLeader: meta.leader, rows };
+  return { self: st.self.name, metaLeader: meta.leader, rows, store: readStoreHealth(config.state_dir) };
 }
 
 export function formatPeerList(l: Awaited<ReturnType<typeof peerList>>): string {
@@ -99,7 +100,19 @@ export function formatPeerList(l: Awaited<ReturnType<typeof peerList>>): string 
       .map((c, i) => c.padEnd(w[i]!))
       .join("  ")
       .trimEnd();
-  return [`this node: ${l.self}   meta leader: ${l.metaLeader ?? "none"}`, fmt(head), ...rows.map(fmt)].join("\n") + "\n";
+  return (
+    [`this node: ${l.self}   meta leader: ${l.metaLeader ?? "none"}`, fmt(head), ...rows.map(fmt), ...storeLines(l.store)].join("\n") + "\n"
+  );
+}
+
+/** What this node's nats-server said about its store, if anything (see store-health.ts). */
+function storeLines(h: StoreHealthFile): string[] {
+  const out: string[] = [];
+  const d = h.ERR_STORE_DAMAGED;
+  const f = h.ERR_STORE_FULL;
+  if (d) out.push(`this node's store damaged: ${d.count} times, last ${d.last} (ERR_STORE_DAMAGED): ${d.line}`);
+  if (f) out.push(`this node's store full: ${f.count} times, last ${f.last} (ERR_STORE_FULL): ${f.line}`);
+  return out.length ? ["", ...out] : [];
 }
 
 /**

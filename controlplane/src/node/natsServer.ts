@@ -18,6 +18,8 @@ export interface NatsServerOptions {
    * `confine` (Landlock), which says in nats-server's log whether it holds.
    */
   connectPorts?: number[];
+  /** Sees each of nats-server's log lines (the text after its level tag). */
+  onLine?: (text: string) => void;
 }
 
 const NATS_LEVEL: Record<string, "info" | "warn" | "error" | "debug" | "trace"> = {
@@ -49,6 +51,7 @@ export async function startNatsServer(o: NatsServerOptions): Promise<ChildProces
     const m = /^\[\d+\] \S+ \S+ \[(\w{3})\] (.*)$/.exec(line);
     if (m) log[NATS_LEVEL[m[1]!] ?? "info"](m[2]);
     else if (line.trim()) log.info(line);
+    o.onLine?.(m ? m[2]! : line);
   };
   eachLine(child.stdout, onLine);
   eachLine(child.stderr, onLine);

@@ -19,6 +19,7 @@ import {
 } from "../config/mod.ts";
 import { Bridge, type BridgeOptions, type DeviceLimits, type TailnetStatus } from "../bridge-client/client.ts";
 import { startNatsServer } from "./natsServer.ts";
+import { StoreHealth, classifyServerLine, freeBytes, type StoreEvent } from "./store-health.ts";
 import { loadOrCreateSecrets, ROUTE_USER, type NodeSecrets } from "../auth/secrets.ts";
 import { Supervisor } from "../supervise/restart.ts";
 import { exited, terminate } from "../supervise/spawn.ts";
@@ -69,6 +70,9 @@ export async function startNode(config: Config, log: Logger): Promise<RunningNod
   return { status: node.status, done: node.done, stop: (mode) => node.stop(mode) };
 }
 
+/** Free space under the store before a node that ran out of it restarts nats-server. */
+const SPACE_TO_RESUME = 64 * 2 ** 20;
+
 class NodeRuntime {
   readonly done: Promise<void>;
   status!: TailnetStatus;
@@ -82,6 +86,8 @@ class NodeRuntime {
   private fatal: (e: NatsTsnetError) => void = () => {};
   private stopped: () => void = () => {};
   private stopping?: Promise<void>;
+  private storeHealth?: StoreHealth;
+  private spaceWatch?: NodeJS.Timeout;
 
   private readonly config: Config;
   private readonly log: Logger;
@@ -172,6 +178,10 @@ class NodeRuntime {
           monitorPort: this.config.nats.loopback.monitor_port,
           log: this.log,
           connectPorts: this.clustered ? [this.config.nats.loopback.cluster_port] : [],
+          onLine: (text) => {
+            const e = classifyServerLine(text);
+            if (e) this.storeEvent(e);
+          },
         }),
       this.log,
     );
@@ -295,6 +305,51 @@ class NodeRuntime {
     return { mode: "none", proxyKey, sys, appPassword: secrets.app_password };
   }
 
+  /**
+   * nats-server said something about its store (see store-health.ts): tell
+   * the operator once, keep it for `peer list`, and when the disk was full,
+   * wait for space and restart nats-server, the only way it turns JetStream
+   * back on.
+   */
+  private storeEvent(e: StoreEvent): void {
+    const store = this.config.nats.jetstream.store_dir;
+    this.storeHealth ??= new StoreHealth(this.config.state_dir);
+    if (this.storeHealth.note(e)) {
+      if (e.code === "ERR_STORE_DAMAGED")
+        this.log.error(
+          { code: e.code, store, line: e.line },
+          "JetStream store damaged: nats-server cut back, rebuilt or reset part of its store; " +
+            "check every replicated stream with `nats stream report`, and if this node's copy stays short, " +
+            "stop it, empty its store and start it to copy the streams back from its peers (README: Reliability)",
+        );
+      else
+        this.log.error(
+          { code: e.code, store, free_mib: Math.floor(freeBytes(store) / 2 ** 20), need_mib: SPACE_TO_RESUME / 2 ** 20 },
+          `disk under the JetStream store is full: nats-server turned JetStream off on this node; free space on ${store}, ` +
+            "and nats-tsnet restarts nats-server once there is room again",
+        );
+    }
+    if (e.code === "ERR_STORE_FULL") this.awaitSpace(store);
+  }
+
+  private awaitSpace(store: string): void {
+    if (this.spaceWatch) return;
+    this.spaceWatch = setInterval(() => {
+      let free = 0;
+      try {
+        free = freeBytes(store);
+      } catch {
+        return; // unmounted for a moment: look again
+      }
+      if (free < SPACE_TO_RESUME || this.stopping) return;
+      clearInterval(this.spaceWatch);
+      this.spaceWatch = undefined;
+      this.log.info({ store, free_mib: Math.floor(free / 2 ** 20) }, "space under the JetStream store again: restarting nats-server");
+      this.nats?.replace().catch((err: Error) => this.log.error({ err: err.message }, "nats-server did not come back"));
+    }, 2000);
+    this.spaceWatch.unref();
+  }
+
   /** SIGHUP: nats-server re-reads its config; route and key changes apply live. */
   private reloadNats(): void {
     this.nats?.child?.kill("SIGHUP");
@@ -302,6 +357,7 @@ class NodeRuntime {
 
   stop(mode: StopMode = "lame-duck"): Promise<void> {
     this.stopping ??= (async () => {
+      clearInterval(this.spaceWatch);
       this.routes.stop();
       await this.callout?.stop();
       const b = this.bridgeSup?.release();

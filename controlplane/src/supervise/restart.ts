@@ -4,7 +4,7 @@
 import { EventEmitter } from "node:events";
 import type { ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
-import { exited } from "./spawn.ts";
+import { exited, terminate } from "./spawn.ts";
 import { CrashLoopError } from "../errors.ts";
 
 export interface RestartPolicy {
@@ -77,6 +77,21 @@ export class Supervisor extends EventEmitter {
       this.log.warn({ process: this.name, err: (err as Error).message }, "restart failed");
       void this.restart();
     }
+  }
+
+  /**
+   * Ends the child on purpose and starts a new one: not a crash, so it
+   * neither counts toward the crash budget nor logs as one.
+   */
+  async replace(): Promise<void> {
+    const old = this.child;
+    this.child = undefined; // its exit is ours, not a crash (see watch)
+    if (old) await terminate(old, "SIGTERM", 60_000);
+    if (this.stopping) return;
+    const child = await this.start();
+    this.restarts++;
+    this.watch(child);
+    this.emit("restarted", child);
   }
 
   /** Stops supervising; the caller ends the child itself. */
