@@ -11,3 +11,4 @@ export {
   type ProcessMemory,
 } from "./netns.ts";
 export { testReleaseFile } from "./release.ts";
+export { LazyFs } from "./lazyfs.ts";

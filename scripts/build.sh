@@ -51,6 +51,9 @@ dp="$root/dataplane"
 bridge_tags=ts_omit_peerapiserver
 build nats-tsnet-bridge "$dp" ./cmd/nats-tsnet-bridge \
   "$(echo "$bridge_tags" | hash_of - "$dp/go.mod" "$dp/go.sum" $(find "$dp" -name '*.go' | sort))" "$bridge_tags"
+# lazyfs is test tooling (the fault suite's power-cut filesystem), not shipped.
+lz="$root/localtailnet/lazyfs"
+build lazyfs "$lz" . "$(hash_of "$lz/go.mod" "$lz/go.sum" $(find "$lz" -name '*.go' | sort))"
 # natscli is the load generator of the benchmarks (`nats bench`); nsc makes
 # operator stores in the tests the way NATS users make them.
 for tool in nats-server headscale natscli nsc; do

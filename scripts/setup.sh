@@ -17,6 +17,10 @@ command -v setpriv >/dev/null || need+=(util-linux)
 # runc because crun refuses a cgroup v1 host whose cgroup2 tree has controllers.
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
+# The fault suite: nft cuts one direction of a host's traffic, fallocate
+# (util-linux) fills a disk.
+command -v nft >/dev/null || need+=(nftables)
+command -v fallocate >/dev/null || need+=(util-linux)
 # `setup.sh --release` (npm run release): the arm64 file's self-check runs it
 # under qemu-user-static, with Debian's cross C library as its root.
 if [ "${1:-}" = --release ]; then

@@ -1,112 +1,47 @@
-// Fault suite (npm run test:faults): a client publishes with acks to an R3
-// stream throughout each fault; at the end a checker reads back every
-// acknowledged sequence. Each scenario reports acked, lost (must be 0),
-// duplicates, client reconnect times and time to recover.
+// Fault suite: a client publishes with acks to an R3 stream throughout each
+// fault; every node's store lives on a lazy filesystem that loses what was
+// not fsynced when its power is cut. After the fault the checker reads the
+// whole stream from every replica (see checker.ts). Each scenario reports
+// acked, lost (must be 0), duplicates, unacked-but-stored, recovery time.
+//
+// Long form: npm run test:faults (the partition 20 times, a 600 s soak).
+// Short form (FAULT_SHORT=1, part of ./run test): every scenario once, soak 20 s.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { appendFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync, statfsSync, truncateSync, writeFileSync } from "node:fs";
+import { openSync, readSync, writeSync, closeSync, fsyncSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { REPO_ROOT } from "../../controlplane/src/mod.ts";
 import { CLI, namespaceMemory } from "../../localtailnet/mod.ts";
 import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "../integration/helpers.ts";
+import { check } from "./checker.ts";
+import { FaultCluster } from "./cluster.ts";
+import { Load } from "./load.ts";
 
 const NAMES = ["nats-1", "nats-2", "nats-3"];
-const SOAK_SECONDS = Number(process.env.FAULT_SOAK_SECONDS ?? 600);
-const REPORT = join(REPO_ROOT, "bench", "results", "faults.jsonl");
-
-/** Publishes with acks until stopped; records every acked sequence and reconnect gaps. */
-class Load {
-  acked = new Map<number, string>(); // seq -> msg id
-  failures = 0;
-  reconnects: number[] = [];
-  private stopped = false;
-  private loop?: Promise<void>;
-  private disconnectedAt = 0;
-  readonly nc: NatsConnection;
-  readonly stream: string;
-
-  constructor(nc: NatsConnection, stream: string) {
-    this.nc = nc;
-    this.stream = stream;
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === "disconnect") this.disconnectedAt = Date.now();
-        if (s.type === "reconnect" && this.disconnectedAt) this.reconnects.push(Date.now() - this.disconnectedAt);
-      }
-    })();
-  }
-
-  start(): void {
-    const js = jetstream(this.nc, { timeout: 5000 });
-    let i = 0;
-    this.loop = (async () => {
-      let id = "";
-      while (!this.stopped) {
-        // A message that was not acknowledged is retried under the same ID,
-        // as a careful client does; the stream's duplicate window must then
-        // keep it from being stored twice.
-        if (!id) id = `${this.stream}-${++i}`;
-        try {
-          const a = await js.publish(`${this.stream}.x`, new TextEncoder().encode(id), { msgID: id });
-          this.acked.set(a.seq, id);
-          id = "";
-        } catch {
-          this.failures++;
-          await sleep(200);
-        }
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-
-  /**
-   * Reads back every acked sequence; counts lost and duplicated messages.
-   * A read that fails for any reason but "no message" (a stream leader
-   * being elected after the fault, say) is retried: only a message the
-   * stream says it does not have, or has with other content, is lost.
-   */
-  async check(jsm: JetStreamManager): Promise<{ acked: number; lost: number; duplicates: number; lost_sample: number[] }> {
-    let lost = 0;
-    const sample: number[] = [];
-    for (const [seq, id] of this.acked) {
-      let data: string | null = null;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const m = await jsm.streams.getMessage(this.stream, { seq });
-          data = m ? new TextDecoder().decode(m.data) : null;
-          break;
-        } catch (e) {
-          if (/no message found/i.test((e as Error).message) || attempt >= 60) break;
-          await sleep(500);
-        }
-      }
-      if (data !== id) {
-        lost++;
-        if (sample.length < 10) sample.push(seq);
-      }
-    }
-    const info = await jsm.streams.info(this.stream);
-    const duplicates = Math.max(0, info.state.messages - this.acked.size);
-    return { acked: this.acked.size, lost, duplicates, lost_sample: sample };
-  }
-}
+const SHORT = process.env.FAULT_SHORT === "1";
+const SOAK_SECONDS = Number(process.env.FAULT_SOAK_SECONDS ?? (SHORT ? 20 : 600));
+const PARTITION_RUNS = Number(process.env.FAULT_PARTITION_RUNS ?? (SHORT ? 1 : 20));
+const REPORT =
+  process.env.FAULT_REPORT ??
+  (SHORT ? join(REPO_ROOT, ".cache", "faults-short.jsonl") : join(REPO_ROOT, "bench", "results", "faults.jsonl"));
 
 describe("faults under acked load", () => {
   let t: TestTailnet;
+  let fc: FaultCluster;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
+  const t0 = Date.now();
 
   before(async () => {
     t = await startTestTailnet("faults");
-    await Promise.all(NAMES.map((n) => t.tailnet.startNode(n)));
+    fc = new FaultCluster(t);
+    t.onCleanup(() => fc.stop());
+    await Promise.all(NAMES.map((n) => fc.start(n)));
     await t.tailnet.waitForCluster(NAMES);
     const proxies = await Promise.all(NAMES.map((n) => t.tailnet.startProxy(`client-${n}`, { to: `${n}:4222` })));
     nc = await natsConnect(
@@ -114,16 +49,50 @@ describe("faults under acked load", () => {
       { name: "fault-load", maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 2000, maxPingOut: 2 },
     );
     jsm = await jetstreamManager(nc);
-    mkdirSync(join(REPO_ROOT, "bench", "results"), { recursive: true });
+    mkdirSync(dirname(REPORT), { recursive: true });
     writeFileSync(REPORT, "");
   });
 
   after(async () => {
+    appendFileSync(REPORT, JSON.stringify({ suite: SHORT ? "short" : "long", total_s: Math.round((Date.now() - t0) / 1000) }) + "\n");
     await nc?.close().catch(() => {});
     await t?.cleanup();
   });
 
-  async function scenario(name: string, fault: () => Promise<number | void>): Promise<void> {
+  const node = (n: string) => t.tailnet.nodes.get(n)!;
+  const monitor = (n: string, path: string) => t.tailnet.monitor(n, path);
+
+  /** Runs `nats-tsnet <args>` on a node's host, as its operator would. */
+  function cli(n: string, args: string[]): string {
+    const nd = node(n);
+    return execFileSync("ip", ["netns", "exec", nd.host.netns, process.execPath, CLI, ...args, "--config", nd.configPath], {
+      encoding: "utf8",
+    });
+  }
+
+  async function leaderOf(stream: string): Promise<string> {
+    return eventually(async () => (await jsm.streams.info(stream)).cluster?.leader, 60_000, `a leader for ${stream}`);
+  }
+
+  /** The pid of nats-server on a node's host. */
+  function natsServerPid(n: string): number {
+    const pids = execFileSync("ip", ["netns", "pids", node(n).host.netns], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean);
+    const pid = pids.find((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0]!.endsWith("nats-server"));
+    if (!pid) throw new Error(`no nats-server on ${n}`);
+    return Number(pid);
+  }
+
+  type Fault = (stream: string) => Promise<number | void | Record<string, unknown>>;
+
+  /**
+   * One fault under load. The fault returns its recovery time in ms (or
+   * that and more facts to report); by default the time from the fault's
+   * start to its end. `expectLoss` marks the control, whose point is that
+   * the checker does see a loss.
+   */
+  async function scenario(name: string, fault: Fault, o: { expectLoss?: boolean } = {}): Promise<void> {
     const stream = name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
     // Right after a cluster forms (or heals) the meta leader may not yet have
     // heard from every peer ("no suitable peers for placement"): retry.
@@ -135,31 +104,86 @@ describe("faults under acked load", () => {
     const load = new Load(nc, stream);
     load.start();
     await eventually(() => load.acked.size >= 20, 30_000, "load under way");
+    await sleep(5000);
     const tFault = Date.now();
-    const recoverMs = (await fault()) ?? Date.now() - tFault;
-    await sleep(2000);
+    const out = await fault(stream);
+    const facts = typeof out === "object" && out ? out : { recover_ms: out ?? Date.now() - tFault };
+    const { recover_ms, ...more } = facts as { recover_ms: number };
+    await sleep(5000); // and after the fault, acked load on the recovered cluster
     await load.stop();
+    const v = await check({ nc, jsm, monitor }, load);
     const r = {
       scenario: name,
-      ...(await load.check(jsm)),
+      acked: v.acked,
+      ...(v.unavailable && { unavailable: v.unavailable }),
+      lost: v.lost,
+      misplaced: v.misplaced,
+      duplicates: v.duplicates,
+      gaps: v.gaps,
+      phantom: v.phantom,
+      divergent: v.divergent,
       unacked_attempts: load.failures,
+      unacked_stored: v.unacked_stored,
+      recover_s: +(Number(recover_ms) / 1000).toFixed(1),
       reconnect_ms: load.reconnects,
-      recover_s: +(Number(recoverMs) / 1000).toFixed(1),
+      client_errors: Object.fromEntries(load.errors),
+      ...more,
+      lost_sample: v.lost_sample,
+      replicas: v.replicas,
+      server_state: v.server_state,
     };
     console.log(`# ${JSON.stringify(r)}`);
     appendFileSync(REPORT, JSON.stringify(r) + "\n");
-    assert.equal(r.lost, 0, `acknowledged messages lost in ${name}`);
-    assert.equal(r.duplicates, 0, `duplicates in ${name}`);
+    await jsm.streams.delete(stream).catch(() => {});
+    if (o.expectLoss) {
+      assert.ok(v.lost > 0, `the checker saw no loss in ${name}, where unsynced writes were dropped`);
+      return;
+    }
+    assert.equal(v.lost, 0, `acknowledged messages lost in ${name}`);
+    assert.equal(v.misplaced, 0, `acknowledged messages at other sequences in ${name}`);
+    assert.equal(v.duplicates, 0, `duplicates in ${name}`);
+    assert.equal(v.gaps, 0, `gaps in ${name}`);
+    assert.equal(v.phantom, 0, `messages nobody sent in ${name}`);
+    assert.equal(v.divergent, 0, `replicas differ in ${name}: ${JSON.stringify(v.replicas)}`);
   }
 
-  test("a node partitioned for 30 s, then healed", () =>
-    scenario("partition", async () => {
-      t.tailnet.net.setLink("nats-3", false);
+  for (let run = 1; run <= PARTITION_RUNS; run++)
+    test(`a node partitioned for 30 s, then healed (run ${run} of ${PARTITION_RUNS})`, () =>
+      scenario(PARTITION_RUNS > 1 ? `partition-${run}` : "partition", async () => {
+        t.tailnet.net.setLink("nats-3", false);
+        await sleep(30_000);
+        const healed = Date.now();
+        t.tailnet.net.setLink("nats-3", true);
+        await t.tailnet.waitForCluster(NAMES, 120_000);
+        return Date.now() - healed;
+      }));
+
+  test("a one-way partition: the stream leader hears everything, nothing it sends gets out, for 30 s", () =>
+    scenario("one-way-partition", async (stream) => {
+      const leader = await leaderOf(stream);
+      const nft = (args: string[]) => t.tailnet.net.exec(leader, "nft", args);
+      nft(["add", "table", "inet", "fault"]);
+      nft(["add", "chain", "inet", "fault", "out", "{ type filter hook output priority 0 ; }"]);
+      nft(["add", "rule", "inet", "fault", "out", "oifname", "eth0", "drop"]);
       await sleep(30_000);
       const healed = Date.now();
-      t.tailnet.net.setLink("nats-3", true);
+      nft(["delete", "table", "inet", "fault"]);
       await t.tailnet.waitForCluster(NAMES, 120_000);
-      return Date.now() - healed;
+      return { recover_ms: Date.now() - healed, victim: "leader" };
+    }));
+
+  test("a paused leader: the stream leader's nats-server stopped (SIGSTOP) for 20 s", () =>
+    scenario("paused-leader", async (stream) => {
+      const leader = await leaderOf(stream);
+      const pid = natsServerPid(leader);
+      process.kill(pid, "SIGSTOP");
+      await sleep(20_000);
+      const resumed = Date.now();
+      process.kill(pid, "SIGCONT");
+      await t.tailnet.waitForCluster(NAMES, 120_000);
+      // The same process carried on: nothing restarted it meanwhile.
+      assert.equal(natsServerPid(leader), pid);
+      return { recover_ms: Date.now() - resumed, new_leader: (await leaderOf(stream)) !== leader };
     }));
 
   test("the control server down for 60 s; afterwards a new node still joins", () =>
@@ -168,24 +192,27 @@ describe("faults under acked load", () => {
       await sleep(60_000);
       await t.tailnet.headscale.start();
       const back = Date.now();
-      await t.tailnet.startNode("nats-4");
+      await fc.start("nats-4");
       await t.tailnet.waitForCluster([...NAMES, "nats-4"], 120_000);
       const recovered = Date.now() - back;
-      // nats-4 goes for good: the operator's steps (see README, Reliability).
-      await t.tailnet.stopNode("nats-4");
-      await t.tailnet.headscale.deleteNode("nats-4");
-      const n1 = t.tailnet.nodes.get("nats-1")!;
-      execFileSync("ip", ["netns", "exec", n1.host.netns, process.execPath, CLI, "peer", "remove", "nats-4", "--config", n1.configPath]);
-      await eventually(async () => (await t.tailnet.monitor("nats-1", "/jsz")).meta_cluster?.cluster_size === 3, 60_000, "meta group of 3");
+      await retire("nats-4");
       return recovered;
     }));
+
+  /** A node goes for good: the operator's steps (see README, Reliability). */
+  async function retire(n: string, from = "nats-1"): Promise<void> {
+    await t.tailnet.stopNode(n);
+    await t.tailnet.headscale.deleteNode(n);
+    cli(from, ["peer", "remove", n]);
+    await eventually(async () => (await monitor(from, "/jsz")).meta_cluster?.cluster_size === 3, 60_000, "meta group of 3");
+  }
 
   test("a rolling restart of all three nodes", () =>
     scenario("rolling-restart", async () => {
       const t0 = Date.now();
       for (const n of NAMES) {
         await t.tailnet.stopNode(n, "SIGTERM");
-        await t.tailnet.startNode(n);
+        await fc.start(n);
         await t.tailnet.waitForCluster(NAMES, 120_000);
       }
       return Date.now() - t0;
@@ -193,18 +220,128 @@ describe("faults under acked load", () => {
 
   test("a node whose JetStream store is wiped rejoins and is refilled", () =>
     scenario("wiped-store", async () => {
-      const node = t.tailnet.nodes.get("nats-2")!;
       await t.tailnet.stopNode("nats-2", "SIGKILL");
-      rmSync(join(node.dir, "state", "jetstream"), { recursive: true, force: true });
+      fc.wipeStore("nats-2");
       const t0 = Date.now();
-      await t.tailnet.startNode("nats-2");
+      await fc.start("nats-2");
       await t.tailnet.waitForCluster(NAMES, 120_000);
       return Date.now() - t0;
     }));
 
+  test("coordinated power loss: all three nodes at once, unsynced writes dropped", () =>
+    scenario("power-loss", async () => {
+      const t0 = Date.now();
+      const dropped = await fc.powerCut(NAMES);
+      await t.tailnet.waitForCluster(NAMES, 120_000);
+      return { recover_ms: Date.now() - t0, dropped_bytes: dropped };
+    }));
+
+  test("one node's power lost while another is partitioned (the leader's, then heal)", () =>
+    scenario("power-loss-in-partition", async (stream) => {
+      const leader = await leaderOf(stream);
+      const cut = NAMES.find((n) => n !== leader)!;
+      t.tailnet.net.setLink(cut, false);
+      await sleep(5000);
+      const dropped = await fc.powerCut([leader]);
+      await sleep(10_000);
+      const healed = Date.now();
+      t.tailnet.net.setLink(cut, true);
+      await t.tailnet.waitForCluster(NAMES, 120_000);
+      return { recover_ms: Date.now() - healed, dropped_bytes: dropped };
+    }));
+
+  /** The message blocks of a stream in a node's store, largest first. */
+  function blocks(n: string, stream: string): string[] {
+    const found: string[] = [];
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const p = join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (p.includes(`/streams/${stream}/msgs/`) && e.name.endsWith(".blk")) found.push(p);
+      }
+    };
+    walk(fc.storeDir(n));
+    return found.sort((a, b) => statSync(b).size - statSync(a).size);
+  }
+
+  /** Damages one block of a stopped follower's store, restarts it, reports what it said. */
+  async function corrupt(stream: string, damage: (blk: string) => void) {
+    const leader = await leaderOf(stream);
+    const victim = NAMES.find((n) => n !== leader)!;
+    await t.tailnet.stopNode(victim, "SIGTERM");
+    const blk = blocks(victim, stream)[0];
+    assert.ok(blk, `a message block of ${stream} on ${victim}`);
+    const before = statSync(blk).size;
+    damage(blk);
+    const t0 = Date.now();
+    await fc.start(victim);
+    await t.tailnet.waitForCluster(NAMES, 120_000);
+    const said = await eventually(
+      () => node(victim).lines.find((l) => l.code === "ERR_STORE_DAMAGED"),
+      30_000,
+      `${victim} logs ERR_STORE_DAMAGED`,
+    );
+    const peers = cli(victim, ["peer", "list"]);
+    assert.match(peers, /store damaged/, "peer list shows the damaged store");
+    return { recover_ms: Date.now() - t0, block_bytes: before, node_said: said.line };
+  }
+
+  test("a truncated message block on one stopped follower", () =>
+    scenario("corrupt-truncated", (stream) => corrupt(stream, (blk) => truncateSync(blk, Math.floor(statSync(blk).size / 2)))));
+
+  test("a bit flipped in a message block on one stopped follower", () =>
+    scenario("corrupt-bitflip", (stream) =>
+      corrupt(stream, (blk) => {
+        const fd = openSync(blk, "r+");
+        const at = Math.floor(statSync(blk).size / 2);
+        const b = Buffer.alloc(1);
+        readSync(fd, b, 0, 1, at);
+        b[0] = b[0]! ^ 0x10;
+        writeSync(fd, b, 0, 1, at);
+        fsyncSync(fd);
+        closeSync(fd);
+      }),
+    ));
+
+  test("disk full under the stream leader's store for 20 s, then space returns", () =>
+    scenario("disk-full", async (stream) => {
+      const leader = await leaderOf(stream);
+      const ballast = join(fc.diskDir(leader), "ballast");
+      const st = statfsSync(fc.diskDir(leader));
+      execFileSync("fallocate", ["-l", String(Number(st.bavail) * Number(st.bsize)), ballast]);
+      await sleep(20_000);
+      const freed = Date.now();
+      rmSync(ballast);
+      // Recovered when the client is acknowledged again.
+      const n0 = (await jsm.streams.info(stream)).state.last_seq;
+      await eventually(async () => (await jsm.streams.info(stream)).state.last_seq > n0 + 20, 120_000, "publishes acknowledged again");
+      const said = node(leader)
+        .lines.filter((l) => l.code === "ERR_STORE_FULL")
+        .map((l) => l.msg);
+      assert.ok(said.length > 0, `${leader} logs ERR_STORE_FULL`);
+      return { recover_ms: Date.now() - freed, node_said: said[0] };
+    }));
+
+  test("membership change during a partition: the cut-off peer removed and a new node joined, then healed", () =>
+    scenario("membership-in-partition", async () => {
+      t.tailnet.net.setLink("nats-3", false);
+      await sleep(5000);
+      cli("nats-1", ["peer", "remove", "nats-3"]);
+      await fc.start("nats-4");
+      await t.tailnet.waitForCluster(["nats-1", "nats-2", "nats-4"], 120_000);
+      await sleep(5000);
+      const healed = Date.now();
+      t.tailnet.net.setLink("nats-3", true);
+      await t.tailnet.waitForCluster([...NAMES, "nats-4"], 180_000);
+      const recovered = Date.now() - healed;
+      const meta = (await monitor("nats-1", "/jsz")).meta_cluster;
+      await retire("nats-4");
+      return { recover_ms: recovered, meta_after_heal: meta?.cluster_size };
+    }));
+
   test(`steady load for ${SOAK_SECONDS} s: memory of every process sampled`, { timeout: (SOAK_SECONDS + 300) * 1000 }, () =>
     scenario("soak", async () => {
-      const sample = () => Object.fromEntries(NAMES.map((n) => [n, namespaceMemory(t.tailnet.nodes.get(n)!.host.netns)]));
+      const sample = () => Object.fromEntries(NAMES.map((n) => [n, namespaceMemory(node(n).host.netns)]));
       const first = sample();
       const end = Date.now() + SOAK_SECONDS * 1000;
       let last = first;
@@ -215,17 +352,27 @@ describe("faults under acked load", () => {
       const growth = Object.fromEntries(
         NAMES.map((n) => [n, Object.fromEntries(Object.keys(last[n]!).map((p) => [p, +(last[n]![p]! - (first[n]![p] ?? 0)).toFixed(1)]))]),
       );
-      console.log(`# ${JSON.stringify({ soak_seconds: SOAK_SECONDS, rss_mib_start: first, rss_mib_end: last, growth_mib: growth })}`);
-      appendFileSync(
-        REPORT,
-        JSON.stringify({
-          scenario: "soak-memory",
-          soak_seconds: SOAK_SECONDS,
-          rss_mib_start: first,
-          rss_mib_end: last,
-          growth_mib: growth,
-        }) + "\n",
-      );
+      return { recover_ms: 0, soak_seconds: SOAK_SECONDS, rss_mib_start: first, rss_mib_end: last, growth_mib: growth };
     }),
   );
+
+  // Last, for it may leave the cluster's own state damaged: the same power
+  // cut with fsync only every two minutes must lose acknowledged messages,
+  // which shows the checker sees a loss when there is one.
+  test("control: coordinated power loss with sync_interval 2m loses acknowledged messages", () =>
+    scenario(
+      "power-loss-sync-2m",
+      async () => {
+        for (const n of NAMES) await t.tailnet.stopNode(n);
+        const lazy = { nats: { jetstream: { sync_interval: "2m" } } };
+        await Promise.all(NAMES.map((n) => fc.start(n, lazy)));
+        await t.tailnet.waitForCluster(NAMES, 120_000);
+        await sleep(10_000); // acked load on stores that have not synced
+        const t0 = Date.now();
+        const dropped = await fc.powerCut(NAMES, { config: lazy });
+        await t.tailnet.waitForCluster(NAMES, 120_000).catch(() => {});
+        return { recover_ms: Date.now() - t0, dropped_bytes: dropped };
+      },
+      { expectLoss: true },
+    ));
 });
