@@ -18,7 +18,7 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { REPO_ROOT } from "../../controlplane/src/mod.ts";
 import { CLI, namespaceMemory } from "../../localtailnet/mod.ts";
 import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "../integration/helpers.ts";
-import { check } from "./checker.ts";
+import { check, type Verdict } from "./checker.ts";
 import { FaultCluster } from "./cluster.ts";
 import { Load } from "./load.ts";
 
@@ -92,7 +92,40 @@ describe("faults under acked load", () => {
    * start to its end. `expectLoss` marks the control, whose point is that
    * the checker does see a loss.
    */
-  async function scenario(name: string, fault: Fault, o: { expectLoss?: boolean } = {}): Promise<void> {
+  /** What the checker found, as one report line's fields. */
+  function verdictFields(v: Verdict) {
+    return {
+      acked: v.acked,
+      ...(v.unavailable && { unavailable: v.unavailable }),
+      lost: v.lost,
+      misplaced: v.misplaced,
+      duplicates: v.duplicates,
+      gaps: v.gaps,
+      phantom: v.phantom,
+      divergent: v.divergent,
+      unacked_stored: v.unacked_stored,
+    };
+  }
+
+  function assertClean(v: Verdict, name: string): void {
+    assert.equal(v.lost, 0, `acknowledged messages lost in ${name}`);
+    assert.equal(v.misplaced, 0, `acknowledged messages at other sequences in ${name}`);
+    assert.equal(v.duplicates, 0, `duplicates in ${name}`);
+    assert.equal(v.gaps, 0, `gaps in ${name}`);
+    assert.equal(v.phantom, 0, `messages nobody sent in ${name}`);
+    assert.equal(v.divergent, 0, `replicas differ in ${name}: ${JSON.stringify(v.replicas)}`);
+  }
+
+  type Judge = (v: Verdict, load: Load, facts: Record<string, unknown>) => Promise<Record<string, unknown> | void>;
+
+  /**
+   * One fault under load. The fault returns its recovery time in ms (or
+   * that and more facts to report); by default the time from the fault's
+   * start to its end. The judge holds the checker's verdict to what this
+   * fault must keep (by default: everything, on every replica) and may add
+   * facts; the report line is written before any assertion fails.
+   */
+  async function scenario(name: string, fault: Fault, judge: Judge = async (v) => assertClean(v, name)): Promise<void> {
     const stream = name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
     // Right after a cluster forms (or heals) the meta leader may not yet have
     // heard from every peer ("no suitable peers for placement"): retry.
@@ -111,23 +144,20 @@ describe("faults under acked load", () => {
     const { recover_ms, ...more } = facts as { recover_ms: number };
     await sleep(5000); // and after the fault, acked load on the recovered cluster
     await load.stop();
-    const v = await check({ nc, jsm, monitor }, load);
+    const v = await check(checkerEnv(), load);
+    let failed: unknown;
+    const judged = await judge(v, load, more).catch((e: unknown) => {
+      failed = e;
+    });
     const r = {
       scenario: name,
-      acked: v.acked,
-      ...(v.unavailable && { unavailable: v.unavailable }),
-      lost: v.lost,
-      misplaced: v.misplaced,
-      duplicates: v.duplicates,
-      gaps: v.gaps,
-      phantom: v.phantom,
-      divergent: v.divergent,
+      ...verdictFields(v),
       unacked_attempts: load.failures,
-      unacked_stored: v.unacked_stored,
       recover_s: +(Number(recover_ms) / 1000).toFixed(1),
       reconnect_ms: load.reconnects,
       client_errors: Object.fromEntries(load.errors),
       ...more,
+      ...judged,
       lost_sample: v.lost_sample,
       replicas: v.replicas,
       server_state: v.server_state,
@@ -135,17 +165,10 @@ describe("faults under acked load", () => {
     console.log(`# ${JSON.stringify(r)}`);
     appendFileSync(REPORT, JSON.stringify(r) + "\n");
     await jsm.streams.delete(stream).catch(() => {});
-    if (o.expectLoss) {
-      assert.ok(v.lost > 0, `the checker saw no loss in ${name}, where unsynced writes were dropped`);
-      return;
-    }
-    assert.equal(v.lost, 0, `acknowledged messages lost in ${name}`);
-    assert.equal(v.misplaced, 0, `acknowledged messages at other sequences in ${name}`);
-    assert.equal(v.duplicates, 0, `duplicates in ${name}`);
-    assert.equal(v.gaps, 0, `gaps in ${name}`);
-    assert.equal(v.phantom, 0, `messages nobody sent in ${name}`);
-    assert.equal(v.divergent, 0, `replicas differ in ${name}: ${JSON.stringify(v.replicas)}`);
+    if (failed) throw failed;
   }
+
+  const checkerEnv = () => ({ nc, jsm, monitor });
 
   for (let run = 1; run <= PARTITION_RUNS; run++)
     test(`a node partitioned for 30 s, then healed (run ${run} of ${PARTITION_RUNS})`, () =>
@@ -264,7 +287,7 @@ describe("faults under acked load", () => {
     return found.sort((a, b) => statSync(b).size - statSync(a).size);
   }
 
-  /** Damages one block of a stopped follower's store, restarts it, reports what it said. */
+  /** Damages one block of a stopped follower's store and restarts it. */
   async function corrupt(stream: string, damage: (blk: string) => void) {
     const leader = await leaderOf(stream);
     const victim = NAMES.find((n) => n !== leader)!;
@@ -276,6 +299,21 @@ describe("faults under acked load", () => {
     const t0 = Date.now();
     await fc.start(victim);
     await t.tailnet.waitForCluster(NAMES, 120_000);
+    return { recover_ms: Date.now() - t0, victim, block_bytes: before };
+  }
+
+  /**
+   * nats-server (v2.14) does not repair a damaged block from its peers: the
+   * damaged copy may keep a hole (upstream nats-server#7549). What must hold
+   * here: the healthy majority lost nothing; the node said, with its code and
+   * in `peer list`, that its store is damaged (by the time every copy was
+   * read); and the operator's repair (empty the store, restart) makes every
+   * copy whole again.
+   */
+  const damagedMinority: Judge = async (v, load, facts) => {
+    const victim = String(facts.victim);
+    for (const [server, copy] of Object.entries(v.replicas))
+      if (server !== victim) assert.equal(copy.lost + copy.gaps + copy.misplaced, 0, `the healthy copy on ${server} is whole`);
     const said = await eventually(
       () => node(victim).lines.find((l) => l.code === "ERR_STORE_DAMAGED"),
       30_000,
@@ -283,24 +321,42 @@ describe("faults under acked load", () => {
     );
     const peers = cli(victim, ["peer", "list"]);
     assert.match(peers, /store damaged/, "peer list shows the damaged store");
-    return { recover_ms: Date.now() - t0, block_bytes: before, node_said: said.line };
-  }
+    const t0 = Date.now();
+    await t.tailnet.stopNode(victim);
+    fc.wipeStore(victim);
+    await fc.start(victim);
+    await t.tailnet.waitForCluster(NAMES, 120_000);
+    const repaired = await check(checkerEnv(), load);
+    assertClean(repaired, "the repaired cluster");
+    return {
+      node_said: said.line,
+      damaged_copy: { lost: v.replicas[victim]?.lost, gaps: v.replicas[victim]?.gaps, readable: victim in v.replicas },
+      after_repair: { ...verdictFields(repaired), repair_s: +((Date.now() - t0) / 1000).toFixed(1) },
+    };
+  };
 
   test("a truncated message block on one stopped follower", () =>
-    scenario("corrupt-truncated", (stream) => corrupt(stream, (blk) => truncateSync(blk, Math.floor(statSync(blk).size / 2)))));
+    scenario(
+      "corrupt-truncated",
+      (stream) => corrupt(stream, (blk) => truncateSync(blk, Math.floor(statSync(blk).size / 2))),
+      damagedMinority,
+    ));
 
   test("a bit flipped in a message block on one stopped follower", () =>
-    scenario("corrupt-bitflip", (stream) =>
-      corrupt(stream, (blk) => {
-        const fd = openSync(blk, "r+");
-        const at = Math.floor(statSync(blk).size / 2);
-        const b = Buffer.alloc(1);
-        readSync(fd, b, 0, 1, at);
-        b[0] = b[0]! ^ 0x10;
-        writeSync(fd, b, 0, 1, at);
-        fsyncSync(fd);
-        closeSync(fd);
-      }),
+    scenario(
+      "corrupt-bitflip",
+      (stream) =>
+        corrupt(stream, (blk) => {
+          const fd = openSync(blk, "r+");
+          const at = Math.floor(statSync(blk).size / 2);
+          const b = Buffer.alloc(1);
+          readSync(fd, b, 0, 1, at);
+          b[0] = b[0]! ^ 0x10;
+          writeSync(fd, b, 0, 1, at);
+          fsyncSync(fd);
+          closeSync(fd);
+        }),
+      damagedMinority,
     ));
 
   test("disk full under the stream leader's store for 20 s, then space returns", () =>
@@ -315,11 +371,22 @@ describe("faults under acked load", () => {
       // Recovered when the client is acknowledged again.
       const n0 = (await jsm.streams.info(stream)).state.last_seq;
       await eventually(async () => (await jsm.streams.info(stream)).state.last_seq > n0 + 20, 120_000, "publishes acknowledged again");
-      const said = node(leader)
-        .lines.filter((l) => l.code === "ERR_STORE_FULL")
-        .map((l) => l.msg);
-      assert.ok(said.length > 0, `${leader} logs ERR_STORE_FULL`);
-      return { recover_ms: Date.now() - freed, node_said: said[0] };
+      const recovered = Date.now() - freed;
+      const said = node(leader).lines.find((l) => l.code === "ERR_STORE_FULL");
+      assert.ok(said, `${leader} logs ERR_STORE_FULL`);
+      // nats-server keeps JetStream off after a full disk; the node restarts it once there is room.
+      await eventually(
+        () => node(leader).lines.some((l) => String(l.msg).startsWith("space under the JetStream store again")),
+        30_000,
+        `${leader} restarts nats-server`,
+      );
+      await eventually(
+        async () => !(await monitor(leader, "/jsz")).disabled && (await monitor(leader, "/healthz?js-enabled-only=true")).status === "ok",
+        60_000,
+        `JetStream back on ${leader}`,
+      );
+      await t.tailnet.waitForCluster(NAMES, 120_000);
+      return { recover_ms: recovered, js_back_s: +((Date.now() - freed) / 1000).toFixed(1), node_said: said.line ?? said.msg };
     }));
 
   test("membership change during a partition: the cut-off peer removed and a new node joined, then healed", () =>
@@ -373,6 +440,8 @@ describe("faults under acked load", () => {
         await t.tailnet.waitForCluster(NAMES, 120_000).catch(() => {});
         return { recover_ms: Date.now() - t0, dropped_bytes: dropped };
       },
-      { expectLoss: true },
+      async (v) => {
+        assert.ok(v.lost > 0, "the checker sees the loss when unsynced writes were dropped");
+      },
     ));
 });

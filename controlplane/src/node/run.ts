@@ -324,7 +324,7 @@ class NodeRuntime {
         );
       else
         this.log.error(
-          { code: e.code, store, free_mib: Math.floor(freeBytes(store) / 2 ** 20), need_mib: SPACE_TO_RESUME / 2 ** 20 },
+          { code: e.code, store, line: e.line, free_mib: Math.floor(freeBytes(store) / 2 ** 20), need_mib: SPACE_TO_RESUME / 2 ** 20 },
           `disk under the JetStream store is full: nats-server turned JetStream off on this node; free space on ${store}, ` +
             "and nats-tsnet restarts nats-server once there is room again",
         );
