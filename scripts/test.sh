@@ -24,4 +24,6 @@ echo "test: bridge (go vet, go test)"
 echo "test: lazyfs (go vet, go test; its FUSE tests skip unless root)"
 (cd localtailnet/lazyfs && unformatted=$(gofmt -l .) && { [ -z "$unformatted" ] || { echo "gofmt needed: $unformatted" >&2; exit 1; }; } \
   && go vet ./... && go test ./...)
-exec node --test --test-concurrency=1 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/faults/**/*.test.ts'
+# --test-force-exit: once every test has reported, a handle some client
+# library left open must not keep the run (and CI) waiting.
+exec node --test --test-force-exit --test-concurrency=1 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/faults/**/*.test.ts'
