@@ -71,3 +71,4 @@ export { nscKeys } from "./auth/operator-nsc.ts";
 export { deepMerge } from "./util/objects.ts";
 export { runProgram } from "./cli/main.ts";
 export { positiveInt } from "./cli/options.ts";
+export { classifyServerLine } from "./node/store-health.ts";

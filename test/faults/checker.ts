@@ -13,22 +13,9 @@ import { withTimeout } from "../../localtailnet/lab.ts";
 import { eventually } from "../integration/helpers.ts";
 import type { Load } from "./load.ts";
 
-export interface ReplicaCopy {
-  messages: number;
-  first_seq: number;
-  last_seq: number;
-  lost: number;
-  misplaced: number;
-  duplicates: number;
-  gaps: number;
-  phantom: number;
-  unacked_stored: number;
-  digest: string;
-}
-
-export interface Verdict {
-  acked: number;
-  /** Acknowledged messages missing from a copy (the worst copy). */
+/** What a copy holds against the client's record (in a Verdict: the worst copy's). */
+export interface Counts {
+  /** Acknowledged messages missing. */
   lost: number;
   /** Acknowledged messages present, but not at the sequence they were acknowledged with. */
   misplaced: number;
@@ -38,6 +25,17 @@ export interface Verdict {
   phantom: number;
   /** Attempts the client saw fail that were stored all the same. */
   unacked_stored: number;
+}
+
+export interface ReplicaCopy extends Counts {
+  messages: number;
+  first_seq: number;
+  last_seq: number;
+  digest: string;
+}
+
+export interface Verdict extends Counts {
+  acked: number;
   /** Copies that differ from the others (0 when all replicas agree). */
   divergent: number;
   /** Why nothing could be read at all ("stream not found", "no leader"), if so. */
