@@ -99,7 +99,9 @@ export async function check(env: CheckerEnv, load: Load): Promise<Verdict> {
  * If that never happens the stream is read as it is (the verdict shows it).
  */
 async function settled(jsm: JetStreamManager, stream: string): Promise<StreamInfo | null> {
-  const deadline = Date.now() + 120_000;
+  // A node healed from a partition after its leader lost power may need
+  // minutes to catch up; it is read once current, or as it is after three.
+  const deadline = Date.now() + 180_000;
   let info: StreamInfo | undefined;
   let notFound = 0;
   while (Date.now() < deadline) {
@@ -140,13 +142,19 @@ async function readReplica(env: CheckerEnv, stream: string, server: string): Pro
     async () => {
       const info = await env.jsm.streams.info(stream);
       if (info.cluster?.leader === server) return info;
+      // Ask only once the leader sees that replica current: a stepdown to a
+      // replica that is not goes to any other, and leadership moving again
+      // and again would keep a late replica from catching up.
+      if (!info.cluster?.replicas?.find((r) => r.name === server)?.current) return undefined;
       // A preferred leader: nats-server hands leadership to that replica.
       await env.nc
         .request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, JSON.stringify({ placement: { preferred: server } }), { timeout: 5000 })
         .catch(() => {});
+      await sleep(1000);
       return undefined;
     },
-    60_000,
+    // Leadership goes only to a current replica: give a late one time.
+    180_000,
     `${server} leads stream ${stream}`,
   );
   const info = await env.jsm.streams.info(stream);
