@@ -398,24 +398,6 @@ describe("faults under acked load", () => {
       return { recover_ms: recovered, js_back_s: +((Date.now() - freed) / 1000).toFixed(1), node_said: said.line ?? said.msg };
     }));
 
-  test("membership change during a partition: the cut-off peer removed and a new node joined, then healed", () =>
-    scenario("membership-in-partition", async () => {
-      t.tailnet.net.setLink("nats-3", false);
-      await sleep(5000);
-      // If nats-3 led the meta group, the other two elect a leader first.
-      await eventually(() => cli("nats-1", ["peer", "remove", "nats-3"]), 60_000, "nats-3 removed from the meta group");
-      await fc.start("nats-4");
-      await t.tailnet.waitForCluster(["nats-1", "nats-2", "nats-4"], 120_000);
-      await sleep(5000);
-      const healed = Date.now();
-      t.tailnet.net.setLink("nats-3", true);
-      await t.tailnet.waitForCluster([...NAMES, "nats-4"], 180_000);
-      const recovered = Date.now() - healed;
-      const meta = (await monitor("nats-1", "/jsz")).meta_cluster;
-      await retire("nats-4");
-      return { recover_ms: recovered, meta_after_heal: meta?.cluster_size };
-    }));
-
   test(`steady load for ${SOAK_SECONDS} s: memory of every process sampled`, { timeout: (SOAK_SECONDS + 300) * 1000 }, () =>
     scenario("soak", async () => {
       const sample = () => Object.fromEntries(NAMES.map((n) => [n, namespaceMemory(node(n).host.netns)]));
@@ -433,7 +415,7 @@ describe("faults under acked load", () => {
     }),
   );
 
-  // Last, for it may leave the cluster's own state damaged: the same power
+  // Late, for it may leave the cluster's own state damaged: the same power
   // cut with fsync only every two minutes must lose acknowledged messages,
   // which shows the checker sees a loss when there is one.
   test("control: coordinated power loss with sync_interval 2m loses acknowledged messages", () =>
@@ -454,4 +436,30 @@ describe("faults under acked load", () => {
         assert.ok(v.lost > 0, "the checker sees the loss when unsynced writes were dropped");
       },
     ));
+  // Last, and in the long form only: whether nats-server takes the removed
+  // peer back when it heals varies from run to run (it re-adds a server that
+  // talks to the leader unless the removal is still remembered, and the
+  // removed server may turn JetStream off), and when it does not the cluster
+  // is left with two JetStream members for whatever comes after.
+  test(
+    "membership change during a partition: the cut-off peer removed and a new node joined, then healed",
+    { skip: SHORT && "long form only (npm run test:faults): upstream's re-admission of a removed peer varies" },
+    () =>
+      scenario("membership-in-partition", async () => {
+        t.tailnet.net.setLink("nats-3", false);
+        await sleep(5000);
+        // If nats-3 led the meta group, the other two elect a leader first.
+        await eventually(() => cli("nats-1", ["peer", "remove", "nats-3"]), 60_000, "nats-3 removed from the meta group");
+        await fc.start("nats-4");
+        await t.tailnet.waitForCluster(["nats-1", "nats-2", "nats-4"], 120_000);
+        await sleep(5000);
+        const healed = Date.now();
+        t.tailnet.net.setLink("nats-3", true);
+        await t.tailnet.waitForCluster([...NAMES, "nats-4"], 180_000);
+        const recovered = Date.now() - healed;
+        const meta = (await monitor("nats-1", "/jsz")).meta_cluster;
+        await retire("nats-4");
+        return { recover_ms: recovered, meta_after_heal: meta?.cluster_size };
+      }),
+  );
 });
