@@ -107,11 +107,11 @@ export function formatPeerList(l: Awaited<ReturnType<typeof peerList>>): string 
 
 /** What this node's nats-server said about its store, if anything (see store-health.ts). */
 function storeLines(h: StoreHealthFile): string[] {
-  const out: string[] = [];
-  const d = h.ERR_STORE_DAMAGED;
-  const f = h.ERR_STORE_FULL;
-  if (d) out.push(`this node's store damaged: ${d.count} times, last ${d.last} (ERR_STORE_DAMAGED): ${d.line}`);
-  if (f) out.push(`this node's store full: ${f.count} times, last ${f.last} (ERR_STORE_FULL): ${f.line}`);
+  const what = { ERR_STORE_DAMAGED: "damaged", ERR_STORE_FULL: "full" } as const;
+  const out = (Object.keys(what) as Array<keyof typeof what>).flatMap((code) => {
+    const r = h[code];
+    return r ? [`this node's store ${what[code]}: ${r.count} times, last ${r.last} (${code}): ${r.line}`] : [];
+  });
   return out.length ? ["", ...out] : [];
 }
 
