@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { StoreHealth, classifyServerLine, readStoreHealth } from "../../controlplane/src/node/store-health.ts";
+import { formatPeerList } from "../../controlplane/src/cluster/peers.ts";
 
 // Lines as nats-server v2.14 writes them (the text after its level tag).
 const DAMAGED = [
@@ -36,6 +37,11 @@ describe("what nats-server says about its store", () => {
   test("a full disk is ERR_STORE_FULL, even where the line also reports a write error", () => {
     for (const l of FULL) assert.equal(classifyServerLine(l)?.code, "ERR_STORE_FULL", l);
   });
+  test("a server that applied its own removal from the meta group is ERR_NODE_REMOVED", () => {
+    const l = "JetStream being DISABLED, our server was removed from the cluster";
+    assert.equal(classifyServerLine(l)?.code, "ERR_NODE_REMOVED");
+    assert.equal(classifyServerLine("JetStream cluster peer removed: nats-4"), undefined, "another server's removal is not ours");
+  });
   test("everyday lines are left alone", () => {
     for (const l of HARMLESS) assert.equal(classifyServerLine(l), undefined, l);
   });
@@ -62,5 +68,45 @@ describe("the store record", () => {
   });
   test("no record reads as nothing seen", () => {
     assert.deepEqual(readStoreHealth(mkdtempSync(join(tmpdir(), "store-health-"))), {});
+  });
+});
+
+describe("peer list shows what the node said", () => {
+  const removed = {
+    first: "2026-11-23T10:00:00.000Z",
+    last: "2026-11-23T10:00:00.000Z",
+    count: 1,
+    line: "JetStream being DISABLED, our server was removed from the cluster",
+  };
+  const row = (name: string, member: boolean) => ({
+    name,
+    tailnet: { ips: ["100.64.0.3"], online: true, tags: ["tag:nats"] },
+    route: { url: `nats-route://${name}:6222`, connected: true },
+    jetstream: member ? { role: "follower" as const, current: true, offline: false } : null,
+  });
+  test("a removal while this node is out of the meta group, not once it is back", () => {
+    const out = formatPeerList({
+      self: "nats-3",
+      metaLeader: "nats-1",
+      rows: [row("nats-3", false)],
+      store: { ERR_NODE_REMOVED: removed },
+    });
+    assert.match(out, /this node removed from the meta group: 1 times.*\(ERR_NODE_REMOVED\)/);
+    const back = formatPeerList({
+      self: "nats-3",
+      metaLeader: "nats-1",
+      rows: [row("nats-3", true)],
+      store: { ERR_NODE_REMOVED: removed },
+    });
+    assert.doesNotMatch(back, /ERR_NODE_REMOVED/);
+  });
+  test("store damage stays shown while the node is a member", () => {
+    const out = formatPeerList({
+      self: "nats-3",
+      metaLeader: "nats-1",
+      rows: [row("nats-3", true)],
+      store: { ERR_STORE_DAMAGED: { ...removed, line: "Corrupt WAL" } },
+    });
+    assert.match(out, /this node's store damaged: .*\(ERR_STORE_DAMAGED\): Corrupt WAL/);
   });
 });

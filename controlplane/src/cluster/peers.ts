@@ -100,17 +100,25 @@ export function formatPeerList(l: Awaited<ReturnType<typeof peerList>>): string 
       .map((c, i) => c.padEnd(w[i]!))
       .join("  ")
       .trimEnd();
-  return (
-    [`this node: ${l.self}   meta leader: ${l.metaLeader ?? "none"}`, fmt(head), ...rows.map(fmt), ...storeLines(l.store)].join("\n") + "\n"
-  );
+  return [`this node: ${l.self}   meta leader: ${l.metaLeader ?? "none"}`, fmt(head), ...rows.map(fmt), ...storeLines(l)].join("\n") + "\n";
 }
 
-/** What this node's nats-server said about its store, if anything (see store-health.ts). */
-function storeLines(h: StoreHealthFile): string[] {
-  const what = { ERR_STORE_DAMAGED: "damaged", ERR_STORE_FULL: "full" } as const;
+/**
+ * What this node's nats-server said about its store or its membership, if
+ * anything (see store-health.ts). A removal is shown only while this node is
+ * out of the meta group: once it is taken back the record is history.
+ */
+function storeLines(l: Awaited<ReturnType<typeof peerList>>): string[] {
+  const what = {
+    ERR_STORE_DAMAGED: "this node's store damaged",
+    ERR_STORE_FULL: "this node's store full",
+    ERR_NODE_REMOVED: "this node removed from the meta group",
+  } as const;
+  const member = Boolean(l.rows.find((r) => r.name === l.self)?.jetstream);
   const out = (Object.keys(what) as Array<keyof typeof what>).flatMap((code) => {
-    const r = h[code];
-    return r ? [`this node's store ${what[code]}: ${r.count} times, last ${r.last} (${code}): ${r.line}`] : [];
+    const r = l.store[code];
+    if (!r || (code === "ERR_NODE_REMOVED" && member)) return [];
+    return [`${what[code]}: ${r.count} times, last ${r.last} (${code}): ${r.line}`];
   });
   return out.length ? ["", ...out] : [];
 }

@@ -322,6 +322,13 @@ class NodeRuntime {
             "check every replicated stream with `nats stream report`, and if this node's copy stays short, " +
             "stop it, empty its store and start it to copy the streams back from its peers (README: Reliability)",
         );
+      else if (e.code === "ERR_NODE_REMOVED")
+        this.log.error(
+          { code: e.code, line: e.line },
+          "this server was removed from the JetStream meta group (peer remove) and nats-server turned JetStream off on it; " +
+            "to keep it out, stop it and delete its device; to bring it back, stop it, empty its store and start it: " +
+            "the meta leader takes it back five minutes after the removal (README: Reliability)",
+        );
       else
         this.log.error(
           { code: e.code, store, line: e.line, free_mib: Math.floor(freeBytes(store) / 2 ** 20), need_mib: SPACE_TO_RESUME / 2 ** 20 },

@@ -9,12 +9,15 @@
 // lines that are harmless. And when the disk fills it disables JetStream on
 // this server until nats-server is restarted. The patterns below are those
 // lines (filestore.go, raft.go, jetstream_cluster.go, jetstream.go); a line
-// that matches none is left alone.
+// that matches none is left alone. One more line belongs here for the same
+// reason: a server that learns it was removed from the meta group (`peer
+// remove`, perhaps while it was cut off) turns JetStream off and says so only
+// in its log.
 import { readFileSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/fs.ts";
 
-export type StoreCode = "ERR_STORE_DAMAGED" | "ERR_STORE_FULL";
+export type StoreCode = "ERR_STORE_DAMAGED" | "ERR_STORE_FULL" | "ERR_NODE_REMOVED";
 
 export interface StoreEvent {
   code: StoreCode;
@@ -51,8 +54,12 @@ const FULL: RegExp[] = [
   /no space left on device/,
 ];
 
+/** The line of a server that applied its own removal from the meta group. */
+const REMOVED = /JetStream being DISABLED, our server was removed from the cluster/;
+
 /** Classifies one nats-server log line (its text after the level tag). */
 export function classifyServerLine(line: string): StoreEvent | undefined {
+  if (REMOVED.test(line)) return { code: "ERR_NODE_REMOVED", line };
   if (FULL.some((r) => r.test(line))) return { code: "ERR_STORE_FULL", line };
   if (DAMAGED.some((r) => r.test(line))) return { code: "ERR_STORE_DAMAGED", line };
   return undefined;
