@@ -90,11 +90,13 @@ export const CODES = {
     "ERR_WHOIS", // the tailnet does not know an address
     "ERR_KEY", // the trusted-proxy key could not be made
     "ERR_FAILED", // anything else
+    "ERR_TLS", // the client face's TLS certificate, key or client CA could not be loaded
     "ERR_SOCKS_REFUSED", // logged, never an exit: the proxy's SOCKS5 port refused a destination
     "ERR_DEVICE_RATE", // logged, never an exit: a device opened client connections faster than nats.device_limits allow
     "ERR_DEVICE_CONNECTIONS", // logged, never an exit: a device held the most client connections nats.device_limits allow
     "ERR_NO_GRANT", // logged, never an exit: the bridge refused a caller no grant or rule could admit
     "ERR_CLIENT_HANDSHAKE", // logged, never an exit: a caller broke the NATS handshake on the client face
+    "ERR_CLIENT_CERT", // logged, never an exit: a client's certificate was missing, expired, from another CA or revoked (client face with a client CA)
     "ERR_QUOTA_SUBS", // logged, never an exit: a client connection went past its identity's subscriptions
     "ERR_QUOTA_PAYLOAD", // logged, never an exit: a client connection published past its identity's largest message
   ],

@@ -42,6 +42,9 @@ const (
 	// ErrOAuthTags: an OAuth client secret or workload identity, which mint
 	// an auth key carrying exactly the advertised tags, with no tags.
 	ErrOAuthTags = "ERR_OAUTH_TAGS"
+	// ErrTLS: the client face's TLS certificate, key or client CA could not
+	// be loaded when the listener was opened.
+	ErrTLS = "ERR_TLS"
 	// ErrSocksRefused: the client proxy's SOCKS5 port refused a destination
 	// (logged with the reason; the SOCKS5 client gets a failure reply).
 	ErrSocksRefused = "ERR_SOCKS_REFUSED"
@@ -58,6 +61,10 @@ const (
 	// ErrClientHandshake: the caller broke the NATS handshake (no CONNECT,
 	// a line too long, silence).
 	ErrClientHandshake = "ERR_CLIENT_HANDSHAKE"
+	// ErrClientCert: a client on a face with a client CA presented no
+	// certificate, or one that is expired, from another CA, not for client
+	// authentication or revoked by configuration.
+	ErrClientCert = "ERR_CLIENT_CERT"
 	// ErrQuotaSubs: a client connection went past its identity's
 	// subscriptions (the SUB is dropped; the client reads nats-server's own
 	// 'maximum subscriptions exceeded').

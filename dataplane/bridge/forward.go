@@ -50,7 +50,7 @@ type Forwarder struct {
 	Guard func(ctx context.Context, c net.Conn) (net.Conn, func(), error)
 	// LogRefusal, when set, logs a failed Pre or Post in place of a line
 	// each, so that a flood of bad handshakes does not flood the log.
-	LogRefusal func(c net.Conn, reason string)
+	LogRefusal func(c net.Conn, err error)
 	// ProxyHeader, when set, writes a PROXY v2 header carrying the
 	// caller's tailnet address on the upstream leg before any payload.
 	ProxyHeader bool
@@ -187,7 +187,7 @@ func (f *Forwarder) refused(c net.Conn, remote netip.AddrPort, err error) {
 	switch {
 	case errors.Is(err, errRefused):
 	case f.LogRefusal != nil:
-		f.LogRefusal(c, err.Error())
+		f.LogRefusal(c, err)
 	default:
 		f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "reason", err.Error())
 	}

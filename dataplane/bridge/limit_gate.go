@@ -62,6 +62,7 @@ type clientGuard struct {
 	limits *deviceLimiter // nil: no limits
 	gate   *GrantGate     // nil: every caller goes on to nats-server
 	log    *refusalLog
+	tls    *tlsFace // nil: the face speaks plain NATS
 }
 
 // callerConn is a client connection with what the guard learnt of its caller.
@@ -142,12 +143,17 @@ func (g *clientGuard) identify(ctx context.Context, c net.Conn) *callerConn {
 
 // logHandshake is the Forwarder's LogRefusal: a broken handshake is logged
 // per caller at the refusal log's pace.
-func (g *clientGuard) logHandshake(c net.Conn, reason string) {
+func (g *clientGuard) logHandshake(c net.Conn, err error) {
 	key, who := "ip:"+c.RemoteAddr().String(), "unknown"
 	if cc, ok := c.(*callerConn); ok {
 		key, who = cc.key, cc.who()
 	}
-	g.log.refused(key, ErrClientHandshake, "connection refused", "listener", g.face, "from", c.RemoteAddr().String(), "who", who, "reason", reason)
+	code := ErrClientHandshake
+	var ce *CodedError
+	if errors.As(err, &ce) {
+		code = ce.Code // a client certificate refused (ERR_CLIENT_CERT)
+	}
+	g.log.refused(key, code, "connection refused", "listener", g.face, "from", c.RemoteAddr().String(), "who", who, "reason", err.Error())
 }
 
 // post wraps the client face's Post: a caller the gate refused is answered
@@ -159,7 +165,7 @@ func (g *clientGuard) post(nameClients bool, next func(c, up net.Conn, label fun
 			return nil, nil, errors.New("connection did not pass the guard")
 		}
 		if cc.refusal != "" {
-			refuseClient(cc, up, cc.refusal)
+			refuseClient(cc, up, cc.refusal, g.tls)
 			return nil, nil, errRefused
 		}
 		var label func(string) string
@@ -175,16 +181,13 @@ func (g *clientGuard) post(nameClients bool, next func(c, up net.Conn, label fun
 // error: the server's INFO, then after the client's first line the
 // authorization violation with the reason, then the end. nats-server gets
 // no CONNECT, so its auth callout is never asked.
-func refuseClient(c, up net.Conn, reason string) {
+func refuseClient(c, up net.Conn, reason string, sec *tlsFace) {
 	defer up.Close()
-	info, err := readLine(bufio.NewReaderSize(up, 4096))
+	c, _, err := hello(c, bufio.NewReaderSize(up, 4096), sec)
 	if err != nil {
 		return
 	}
 	_ = up.Close()
-	if _, err := c.Write(info); err != nil {
-		return
-	}
 	if _, err := readLine(bufio.NewReaderSize(c, 4096)); err != nil {
 		return
 	}
@@ -242,19 +245,19 @@ func (a ListenArgs) validateGuard() error {
 // guardClients puts a clientGuard in front of the client face f: limits
 // per device, the grant gate, refusals logged at a bounded pace. It wraps
 // the Post that signClients set.
-func (n *Node) guardClients(f *Forwarder, a ListenArgs) {
-	n.guardClientsWith(f, a, n.LC.WhoIs)
+func (n *Node) guardClients(f *Forwarder, a ListenArgs, sec *tlsFace) {
+	n.guardClientsWith(f, a, n.LC.WhoIs, sec)
 }
 
-func (n *Node) guardClientsWith(f *Forwarder, a ListenArgs, whois func(context.Context, string) (*apitype.WhoIsResponse, error)) {
-	g := &clientGuard{face: a.Name, whois: whois, gate: a.GrantGate, log: newRefusalLog(n.Log, refusalLogEvery)}
+func (n *Node) guardClientsWith(f *Forwarder, a ListenArgs, whois func(context.Context, string) (*apitype.WhoIsResponse, error), sec *tlsFace) {
+	g := &clientGuard{face: a.Name, whois: whois, gate: a.GrantGate, log: newRefusalLog(n.Log, refusalLogEvery), tls: sec}
 	if a.Limits != nil {
 		g.limits = newDeviceLimiter(*a.Limits)
 	}
 	f.Guard = g.admit
 	f.LogRefusal = g.logHandshake
 	f.Post = g.post(a.NameClients, func(c, up net.Conn, label func(string) string) (net.Conn, net.Conn, error) {
-		return n.signer.signClient(c, up, &n.Denials, label)
+		return n.signer.signClient(c, up, &n.Denials, label, sec)
 	})
 }
 

@@ -374,8 +374,10 @@ func guardedFace(t *testing.T, a ListenArgs, devices map[string]fakeDevice) (add
 	n := &Node{Log: slog.New(rec), signer: signer}
 	f := &Forwarder{Name: a.Name, Dial: dialUpstream(up.addr)}
 	label := func(string) string { return "" }
-	f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) { return n.signer.signClient(c, up, &n.Denials, label) }
-	n.guardClientsWith(f, a, fakeWhois(devices))
+	f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) {
+		return n.signer.signClient(c, up, &n.Denials, label, nil)
+	}
+	n.guardClientsWith(f, a, fakeWhois(devices), nil)
 	return startForwarder(t, f), up, rec
 }
 

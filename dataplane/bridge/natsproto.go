@@ -134,26 +134,40 @@ func (s *Signer) Public() string { return s.pub }
 // nonce into the client's CONNECT as proxy_sig (nats-server's trusted
 // proxies). A client-supplied proxy_sig is replaced, never trusted.
 func (s *Signer) SignClient(client, upstream net.Conn) (net.Conn, net.Conn, error) {
-	return s.signClient(client, upstream, nil, nil)
+	return s.signClient(client, upstream, nil, nil, nil)
 }
 
-// signClient also, when label is set, prefixes the client's CONNECT name
-// with its tailnet identity, so /connz and `nats server report
-// connections` show who is connected whatever name the client chose.
-func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label func(remote string) string) (net.Conn, net.Conn, error) {
-	ur := bufio.NewReaderSize(upstream, 4096)
+// hello relays the server's INFO to the client (over TLS when the face has
+// it) and returns the connection to speak NATS on, and INFO's nonce.
+func hello(client net.Conn, ur *bufio.Reader, sec *tlsFace) (net.Conn, string, error) {
 	info, err := readLine(ur)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading server INFO: %w", err)
+		return nil, "", fmt.Errorf("reading server INFO: %w", err)
 	}
 	var fields struct {
 		Nonce string `json:"nonce"`
 	}
 	infoBody, ok := bytes.CutPrefix(info, []byte("INFO "))
 	if !ok || json.Unmarshal(bytes.TrimSpace(infoBody), &fields) != nil || fields.Nonce == "" {
-		return nil, nil, errors.New("server INFO carries no nonce: is nats-server configured with this bridge as a trusted proxy?")
+		return nil, "", errors.New("server INFO carries no nonce: is nats-server configured with this bridge as a trusted proxy?")
 	}
-	if _, err := client.Write(info); err != nil {
+	if sec != nil {
+		c, err := sec.present(client, info)
+		return c, fields.Nonce, err
+	}
+	_, err = client.Write(info)
+	return client, fields.Nonce, err
+}
+
+// signClient also, when label is set, prefixes the client's CONNECT name
+// with its tailnet identity, so /connz and `nats server report
+// connections` show who is connected whatever name the client chose. With
+// sec, the client speaks TLS, and with a client CA its certificate is
+// checked and its identity asserted in auth_token (certAssertion).
+func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label func(remote string) string, sec *tlsFace) (net.Conn, net.Conn, error) {
+	ur := bufio.NewReaderSize(upstream, 4096)
+	client, nonce, err := hello(client, ur, sec)
+	if err != nil {
 		return nil, nil, err
 	}
 	cr := bufio.NewReaderSize(client, 4096)
@@ -161,7 +175,17 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading client CONNECT: %w", err)
 	}
-	sig, err := s.kp.Sign([]byte(fields.Nonce))
+	cert, refusal := sec.clientIdentity(client, time.Now())
+	if refusal != "" {
+		_, _ = client.Write([]byte("-ERR 'Authorization Violation: " + protoSafe(refusal) + "'\r\n"))
+		closeGently(client)
+		return nil, nil, coded(ErrClientCert, "%s", refusal)
+	}
+	assertion := ""
+	if cert != nil {
+		assertion = certAssertion(cert)
+	}
+	sig, err := s.kp.Sign([]byte(nonce))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -176,6 +200,11 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 	// the same identity prefix on its name.
 	edit := func(m map[string]json.RawMessage) error {
 		setField(m, "proxy_sig", proxySig)
+		// auth_token is the bridge's: never a client's word (certAssertion).
+		dropField(m, "auth_token")
+		if assertion != "" {
+			setField(m, "auth_token", assertion)
+		}
 		if who != "" {
 			var name string
 			_ = json.Unmarshal(m["name"], &name)

@@ -150,7 +150,7 @@ func signHandshake(t *testing.T, s *Signer, info, connect string, label func(str
 	}
 	done := make(chan signResult, 1)
 	go func() {
-		c, u, err := s.signClient(cli, up, nil, label)
+		c, u, err := s.signClient(cli, up, nil, label, nil)
 		done <- signResult{c, u, err}
 	}()
 	go func() { _, _ = upFar.Write([]byte(info)) }()

@@ -434,15 +434,25 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 	if len(a.AllowTags) > 0 {
 		f.Admit = n.AdmitTags(a.AllowTags)
 	}
+	var sec *tlsFace
+	if a.TLS != nil {
+		warn := func(err error) { n.Log.Warn("client face TLS", "listener", a.Name, "code", ErrTLS, "err", err) }
+		if sec, err = newTLSFace(a.TLS, n.LC.GetCertificate, warn); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+	}
 	if a.SignClients {
 		var label func(string) string
 		if a.NameClients {
 			label = n.label
 		}
-		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) { return n.signer.signClient(c, up, &n.Denials, label) }
+		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) {
+			return n.signer.signClient(c, up, &n.Denials, label, sec)
+		}
 	}
 	if a.Limits != nil || a.GrantGate != nil {
-		n.guardClients(f, a) // Validate made sure this is the client face
+		n.guardClients(f, a, sec) // Validate made sure this is the client face
 	}
 	if a.ClientQuota != nil {
 		n.quotaClients(f, *a.ClientQuota) // after the guard: it wraps the Post the guard set

@@ -59,6 +59,9 @@ type ListenArgs struct {
 	// ClientQuota is every client connection's quota until the control
 	// plane sets its identity's (the `quota` op; client face only).
 	ClientQuota *Quota `json:"clientQuota,omitempty"`
+	// TLS, when set, makes clients speak TLS to the bridge, which
+	// terminates it (client face only; see tlsface.go).
+	TLS *ClientTLS `json:"tls,omitempty"`
 }
 
 // Validate refuses incomplete and contradictory listeners before anything
@@ -81,6 +84,14 @@ func (a ListenArgs) Validate() error {
 	}
 	if err := a.validateQuota(); err != nil {
 		return err
+	}
+	if a.TLS != nil {
+		if !a.SignClients {
+			return coded(ErrBadArgs, "listen %q: tls works only with signClients (the client face)", a.Name)
+		}
+		if err := a.TLS.Validate(a.Name); err != nil {
+			return err
+		}
 	}
 	if a.RouteSecret != nil {
 		// The bridge vouches for a route by injecting the secret; without

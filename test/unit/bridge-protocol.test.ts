@@ -69,6 +69,23 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
         clientQuota: { subs: 1000, payload: 1048576 },
       }),
     );
+    quiet(
+      bridge.listen({
+        name: "client-tls",
+        port: 4224,
+        target: "127.0.0.1:14222",
+        proxyProtocol: true,
+        signClients: true,
+        nameClients: true,
+        tls: {
+          certFile: "/etc/nats-tsnet/tls/server.pem",
+          keyFile: "/etc/nats-tsnet/tls/server.key",
+          minVersion: "1.3",
+          clientCaFile: "/etc/nats-tsnet/tls/clients-ca.pem",
+          revoked: ["serial:2a"],
+        },
+      }),
+    );
     quiet(bridge.listen({ name: "monitor", port: 8222, target: "127.0.0.1:18222" }));
     quiet(bridge.listen({ name: "cluster", port: 6222, target: "127.0.0.1:16222", allowTags: ["tag:nats"], routeSecret: secret }));
     quiet(

@@ -56,6 +56,19 @@ export interface DeviceLimits {
 }
 
 /** Auth mode tailnet: callers the bridge refuses before nats-server asks the callout (policy.ts grantGate). */
+/** The client face's TLS; the bridge's ClientTLS, field for field. */
+export interface ClientTLS {
+  certFile?: string;
+  keyFile?: string;
+  /** The node's own certificate for its MagicDNS name, from the control server. */
+  tailnet?: boolean;
+  minVersion?: "1.2" | "1.3";
+  /** mTLS: clients must present a certificate chaining to this bundle. */
+  clientCaFile?: string;
+  /** SHA-256 fingerprints or serial:<hex> of client certificates refused anyway. */
+  revoked?: string[];
+}
+
 export interface GrantGate {
   capability: string;
   users: string[];
@@ -277,6 +290,8 @@ export class Bridge extends EventEmitter {
     grantGate?: GrantGate;
     /** Every client connection's quota until quota() sets its identity's (client face only). */
     clientQuota?: Quota;
+    /** Client face: clients speak TLS, terminated by the bridge (dataplane/bridge/tlsface.go). */
+    tls?: ClientTLS;
   }): Promise<unknown> {
     return this.request("listen", a);
   }
