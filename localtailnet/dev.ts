@@ -4,11 +4,12 @@
 // It lives beside the lab, not in the control plane: an installed node
 // carries no headscale and no namespaces.
 import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { Command } from "commander";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { createLogger, positiveInt, runProgram, UsageError } from "../controlplane/src/mod.ts";
+import { createLogger, issueCert, positiveInt, runProgram, UsageError } from "../controlplane/src/mod.ts";
 import { LocalTailnet, withTimeout } from "./lab.ts";
 
 export interface DevOptions {
@@ -16,6 +17,8 @@ export interface DevOptions {
   listen: string;
   dir?: string;
   verbose?: boolean;
+  /** TLS on every node's client face, with a CA dev makes. */
+  tls?: boolean;
 }
 
 export async function runDev(o: DevOptions): Promise<void> {
@@ -38,10 +41,18 @@ export async function runDev(o: DevOptions): Promise<void> {
   process.on("SIGTERM", () => void stop(0));
   try {
     const names = Array.from({ length: o.nodes }, (_, i) => `nats-${i + 1}`);
+    // One certificate for every node, valid for their tailnet names and for the local URL.
+    const tls = o.tls
+      ? issueCert({ dir: join(dir, "tls"), name: "server", cn: "nats-tsnet dev", dns: [...names, "localhost"], ips: [listen.host] })
+      : undefined;
     await Promise.all(
       names.map(async (name) => {
         // NATS's clustered JetStream serves only with a live route; one node runs standalone.
-        await tailnet.startNode(name, { config: o.nodes === 1 ? { nats: { standalone: true } } : {} });
+        const config = {
+          ...(o.nodes === 1 && { standalone: true }),
+          ...(tls && { tls: { cert_file: tls.cert, key_file: tls.key } }),
+        };
+        await tailnet.startNode(name, { config: { nats: config } });
         log.info({ node: name }, "node ready");
       }),
     );
@@ -51,23 +62,27 @@ export async function runDev(o: DevOptions): Promise<void> {
     }
     const proxy = await tailnet.startProxy("dev-client", { to: `${names[0]}:4222`, listenHost: listen.host, port: listen.port });
     // Ready means a real client can use JetStream through the tailnet.
+    const url = tls ? proxy.url.replace(/^nats:/, "tls:") : proxy.url;
     const nc = await withTimeout(
-      connect({ servers: proxy.url, name: "nats-tsnet-dev-check", ignoreClusterUpdates: true }),
+      connect({ servers: url, name: "nats-tsnet-dev-check", ignoreClusterUpdates: true, ...(tls && { tls: { caFile: tls.ca } }) }),
       30_000,
       "no NATS connection through the tailnet",
     );
     const jsm = await jetstreamManager(nc);
     await jsm.getAccountInfo();
     await nc.close();
-    const url = proxy.url;
+    const cli = tls ? `nats -s ${url} --tlsca ${tls.ca}` : `nats -s ${url}`;
+    const jsTls = tls ? `, tls: { caFile: "${tls.ca}" }` : "";
     process.stdout.write(
       `ready: ${url}\n` +
+        (tls ? `ca: ${tls.ca}\n` : "") +
         `  (${o.nodes} node${o.nodes > 1 ? "s" : ""} on the local tailnet in ${((Date.now() - t0) / 1000).toFixed(1)}s; Ctrl-C stops everything)\n\n` +
-        `  nats CLI:  nats -s ${url} server info\n` +
-        `             nats -s ${url} stream add demo --subjects 'demo.>' --defaults\n` +
+        `  nats CLI:  ${cli} server info\n` +
+        `             ${cli} stream add demo --subjects 'demo.>' --defaults\n` +
+        (tls ? `             ${cli} --tlsfirst pub demo.hello hi   # TLS first works too\n` : "") +
         `  nats.js:   import { connect } from "@nats-io/transport-node";\n` +
         `             // this host is not on the tailnet: keep to the local URL on reconnect\n` +
-        `             const nc = await connect({ servers: "${url}", ignoreClusterUpdates: true });\n` +
+        `             const nc = await connect({ servers: "${url}", ignoreClusterUpdates: true${jsTls} });\n` +
         `             nc.publish("demo.hello", "hi");\n`,
     );
   } catch (e) {
@@ -96,6 +111,7 @@ function main(argv: string[]): Promise<number> {
     .option("--listen <addr>", "where the cluster is exposed on this machine (127.x.x.x:port)", "127.0.0.1:4222")
     .option("--dir <dir>", "working directory (default: a fresh temporary one)")
     .option("--verbose", "show every node's log lines")
+    .option("--tls", "TLS on the client port, with a CA made for this run (its path is printed as ca:)")
     .exitOverride()
     .showHelpAfterError()
     .action(runDev);

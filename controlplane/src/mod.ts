@@ -72,3 +72,4 @@ export { deepMerge } from "./util/objects.ts";
 export { runProgram } from "./cli/main.ts";
 export { positiveInt } from "./cli/options.ts";
 export { classifyServerLine } from "./node/store-health.ts";
+export { issueCert, type CertFiles, type CertRequest } from "./tls-certs.ts";

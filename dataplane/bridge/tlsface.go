@@ -317,8 +317,7 @@ func (f *tlsFace) clientIdentity(c net.Conn, now time.Time) (*CertIdentity, stri
 	if err != nil {
 		return nil, certRefusal(leaf, err)
 	}
-	sum := sha256.Sum256(leaf.Raw)
-	fp := hex.EncodeToString(sum[:])
+	fp := fingerprint(leaf.Raw)
 	if f.revoked[fp] || f.revoked["serial:"+strings.ToLower(leaf.SerialNumber.Text(16))] {
 		return nil, fmt.Sprintf("client certificate %q is revoked by configuration", leaf.Subject.CommonName)
 	}
@@ -327,6 +326,12 @@ func (f *tlsFace) clientIdentity(c net.Conn, now time.Time) (*CertIdentity, stri
 		id.URI = append(id.URI, u.String())
 	}
 	return id, ""
+}
+
+// fingerprint is a certificate's SHA-256 in lower-case hex, as tls.revoked names it.
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
 }
 
 // certRefusal says in a line why a certificate did not verify.

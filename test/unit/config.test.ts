@@ -14,6 +14,7 @@ import {
   type Config,
   SCHEMA_FILE,
   schemaFileText,
+  issueCert,
 } from "../../controlplane/src/mod.ts";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
@@ -71,6 +72,7 @@ describe("loadConfig defaults", () => {
           max_file_bytes: null,
         },
         device_limits: { max_connections: 256, connect_rate: 20, connect_burst: 100 },
+        tls: null,
         include: "",
         lame_duck_duration_ms: 30_000,
         lame_duck_grace_period_ms: 2_000,
@@ -443,6 +445,76 @@ describe("nats.include", () => {
     const err = configError(() => loadConfig({ file, env: noEnv }));
     assert.deepEqual([err.code, err.file, err.line, err.column], ["ERR_CONFIG_INVALID", file, 3, 12]);
     assert.equal(err.message, `${file}:3:12: nats.include: no such file: ${join(resolve(file, ".."), "missing.conf")}`);
+  });
+});
+
+describe("nats.tls", () => {
+  // Real certificates, from the bridge's private CA (issueCert).
+  const pki = join(tmp, "pki");
+  const server = issueCert({ dir: pki, name: "server", cn: "nats-1", dns: ["nats-1"] });
+  const other = issueCert({ dir: pki, name: "other", cn: "nats-2" });
+  const expired = issueCert({ dir: pki, name: "expired", cn: "nats-3", valid: "-1h" });
+  const tlsFile = (tls: string) => write(`hostname: a\nnats:\n  tls:\n${tls.replace(/^/gm, "    ")}\n`);
+  const problem = (tls: string) => {
+    const err = configError(() => loadConfig({ file: tlsFile(tls), env: noEnv }));
+    assert.equal(err.code, "ERR_CONFIG_INVALID");
+    return err.message;
+  };
+
+  test("off unless set; files resolved against the config directory, checked, with their defaults", () => {
+    assert.equal(loadConfig({ env: noEnv }).nats.tls, null);
+    const file = tlsFile(`cert_file: ../pki/server.pem\nkey_file: ${server.key}\nclient_ca_file: ${server.ca}\nrevoked: ["serial:2A"]`);
+    const t = loadConfig({ file, env: noEnv }).nats.tls;
+    assert.deepEqual(t, {
+      cert_file: join(resolve(file, ".."), "../pki/server.pem"),
+      key_file: server.key,
+      tailnet_cert: false,
+      min_version: "1.2",
+      client_ca_file: server.ca,
+      revoked: ["serial:2A"],
+    });
+    assert.equal(loadConfig({ file: tlsFile("tailnet_cert: true\nmin_version: '1.3'"), env: noEnv }).nats.tls?.tailnet_cert, true);
+  });
+
+  test("each mistake named at its key", () => {
+    assert.match(problem("{}"), /nats\.tls\.cert_file: TLS needs cert_file and key_file, or tailnet_cert: true/);
+    assert.match(problem(`cert_file: ${server.cert}`), /nats\.tls\.key_file: cert_file needs key_file/);
+    assert.match(
+      problem(`cert_file: ${server.cert}\nkey_file: ${server.key}\ntailnet_cert: true`),
+      /nats\.tls\.tailnet_cert: set cert_file/,
+    );
+    assert.match(problem(`cert_file: ${server.cert}\nkey_file: ${other.key}`), /nats\.tls\.key_file: .* is not the key of the certificate/);
+    assert.match(problem(`cert_file: ${server.key}\nkey_file: ${server.key}`), /nats\.tls\.cert_file: .* is not a usable PEM file/);
+    assert.match(
+      problem(`cert_file: ${server.cert}\nkey_file: /nonexistent.key`),
+      /nats\.tls\.key_file: cannot read \/nonexistent\.key: ENOENT/,
+    );
+    assert.match(problem(`cert_file: ${expired.cert}\nkey_file: ${expired.key}`), /nats\.tls\.cert_file: the certificate in .* expired/);
+    assert.match(
+      problem(`cert_file: ${server.cert}\nkey_file: ${server.key}\nmin_version: "1.1"`),
+      /nats\.tls\.min_version: must be one of "1\.2", "1\.3"/,
+    );
+    assert.match(
+      problem(`cert_file: ${server.cert}\nkey_file: ${server.key}\nrevoked: ["serial:2a"]`),
+      /nats\.tls\.revoked: revoked needs client_ca_file/,
+    );
+    assert.match(
+      problem(`cert_file: ${server.cert}\nkey_file: ${server.key}\nclient_ca_file: ${server.ca}\nrevoked: ["bob"]`),
+      /nats\.tls\.revoked\[0\]: must be a certificate's SHA-256 fingerprint/,
+    );
+  });
+
+  test("a rule naming certificates needs client certificates", () => {
+    const file = write("hostname: a\nauth:\n  rules:\n    - certs: [CN=billing]\n      pub: { allow: [billing.>] }\n");
+    assert.match(
+      configError(() => loadConfig({ file, env: noEnv })).message,
+      /auth\.rules\[0\]\.certs: names client certificates, which need nats\.tls\.client_ca_file/,
+    );
+    const bad = write("hostname: a\nauth:\n  rules:\n    - certs: [billing]\n");
+    assert.match(
+      configError(() => loadConfig({ file: bad, env: noEnv })).message,
+      /auth\.rules\[0\]\.certs\[0\]: must name a client certificate/,
+    );
   });
 });
 

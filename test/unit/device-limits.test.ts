@@ -64,7 +64,7 @@ describe("grantGate: what the bridge refuses before the callout is asked", () =>
   });
 
   test("an identity the gate does not list, without grants, is one decide refuses with 'no grant'", () => {
-    const gate = grantGate(auth);
+    const gate = grantGate(auth)!;
     const who = (user: string, tags: string[] = []) =>
       identityOf({
         device: { id: "1", name: "d", dnsName: "d.ts.net", hostName: "d", ips: [], tags, online: true },

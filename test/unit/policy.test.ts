@@ -4,6 +4,7 @@ import {
   ACCOUNT_DEFAULTS,
   IDENTITY_DEFAULTS,
   decide,
+  grantGate,
   identityOf,
   inboxPrefix,
   jetstreamSubjects,
@@ -106,7 +107,7 @@ describe("decisions", () => {
   });
 
   test("config rules match by user or tag and merge with grants", () => {
-    const rules = [{ users: [], tags: ["tag:svc"], pub: { allow: ["svc.>"], deny: [] }, account: "OPS" }] as AuthConfig["rules"];
+    const rules = [{ users: [], tags: ["tag:svc"], certs: [], pub: { allow: ["svc.>"], deny: [] }, account: "OPS" }] as AuthConfig["rules"];
     const d = decide(svc, [], auth({ rules })) as Allowed;
     assert.deepEqual([d.allow, d.account, d.pub.allow], [true, "OPS", ["svc.>"]]);
     assert.equal(decide(alice, [], auth({ rules })).allow, false);
@@ -187,5 +188,47 @@ describe("decisions", () => {
       assert.equal(d.allow, false, JSON.stringify(limits));
       assert.match((d as { reason: string }).reason, /malformed: limits/, JSON.stringify(limits));
     }
+  });
+});
+
+describe("client certificates (mTLS) and the rules that name them", () => {
+  const billing = { cn: "billing", dns: ["billing.example"], sha256: "ab".repeat(32) };
+  const rule = (r: Partial<AuthConfig["rules"][number]>) => ({ users: [], tags: [], certs: [], ...r }) as AuthConfig["rules"][number];
+  const rules = [
+    // The service on a shared tagged host, by its certificate and only from that host's tag.
+    rule({ tags: ["tag:svc"], certs: ["CN=billing"], pub: { allow: ["billing.>"], deny: [] } }),
+    // The host's own rights, by its tag.
+    rule({ tags: ["tag:svc"], pub: { allow: ["svc.>"], deny: [] } }),
+    // A certificate that admits from any device.
+    rule({ certs: ["DNS=reports.example"], pub: { allow: ["reports.>"], deny: [] } }),
+  ];
+
+  test("a certificate a rule names decides alone, from a device that rule admits", () => {
+    const d = decide(svc, [], auth({ rules }), billing) as Allowed;
+    assert.deepEqual([d.allow, d.pub.allow], [true, ["billing.>"]], "the certificate's rule, not the tag's too");
+    const other = decide(alice, [], auth({ rules }), billing);
+    assert.equal(other.allow, false, "the billing certificate from a device its rule does not name");
+  });
+
+  test("a certificate no rule names leaves the device's own grants; a cert rule never matches without its certificate", () => {
+    const stranger = { cn: "stranger", sha256: "cd".repeat(32) };
+    assert.deepEqual((decide(svc, [], auth({ rules }), stranger) as Allowed).pub.allow, ["svc.>"]);
+    assert.deepEqual((decide(svc, [], auth({ rules })) as Allowed).pub.allow, ["svc.>"], "no certificate: the tag's rule only");
+    const refused = decide(alice, [], auth({ rules }), stranger);
+    assert.equal(refused.allow, false);
+    assert.match((refused as { reason: string }).reason, /its certificate CN=stranger is named by no rule/);
+  });
+
+  test("a rule naming a certificate and no device admits it from any device; names by SAN and fingerprint", () => {
+    const reports = { cn: "r", dns: ["reports.example"], sha256: "ef".repeat(32) };
+    assert.deepEqual((decide(alice, [], auth({ rules }), reports) as Allowed).pub.allow, ["reports.>"]);
+    const byPrint = [rule({ certs: [`SHA256=${"ef".repeat(32)}`], pub: { allow: ["p.>"], deny: [] } })];
+    assert.equal(decide(alice, [], auth({ rules: byPrint }), reports).allow, true);
+  });
+
+  test("the bridge's gate lets every device through when a certificate rule names none (the callout decides after TLS)", () => {
+    assert.equal(grantGate(auth({ rules })), undefined);
+    const gate = grantGate(auth({ rules: rules.slice(0, 2) }))!;
+    assert.deepEqual(gate.tags, ["tag:svc"]);
   });
 });

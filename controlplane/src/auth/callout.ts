@@ -8,7 +8,7 @@ import { encodeAuthorizationResponse, encodeUser, type AuthorizationRequest } fr
 import type { Logger } from "pino";
 import type { AuthConfig } from "../config/mod.ts";
 import type { Bridge } from "../bridge-client/client.ts";
-import { decide, identityOf, type Decision } from "./policy.ts";
+import { certNames, decide, identityOf, type CertIdentity, type Decision } from "./policy.ts";
 import { decodeVerified, nativeSigner } from "./signer.ts";
 import { localGet } from "../util/http.ts";
 
@@ -17,6 +17,8 @@ const AUTH_SUBJECT = "$SYS.REQ.USER.AUTH";
 
 interface Tracked {
   ip: string;
+  /** The client certificate the bridge verified, if the face asks for one. */
+  cert?: CertIdentity;
   serverId: string;
   key: string;
   label: string;
@@ -123,7 +125,8 @@ export class AuthCallout {
     if (req.server_id.name !== this.o.serverName) return undefined;
     const ip = req.client_info.host ?? "";
     const cid = req.client_info.id ?? 0;
-    const d = await this.decideFor(ip);
+    const cert = certOf(req.connect_opts?.auth_token);
+    const d = await this.decideFor(ip, cert);
     const respond = (body: { jwt?: string; error?: string }) =>
       encodeAuthorizationResponse(req.user_nkey, req.server_id.id, this.issuer, body, {});
     if (!d.decision.allow) {
@@ -164,7 +167,7 @@ export class AuthCallout {
     // Who is connected shows in /connz all the same: the bridge prefixes
     // each connection's name with its tailnet identity.
     const jwt = await encodeUser("", req.user_nkey, this.issuer, user as never, { aud: a.account });
-    this.tracked.set(cid, { ip, serverId: req.server_id.id, key: a.key, label: d.label });
+    this.tracked.set(cid, { ip, cert, serverId: req.server_id.id, key: a.key, label: d.label });
     // A decision, not a connection: nats-server still checks the bridge's
     // signature (proxy_required) after this, and "connected" is logged only
     // from its own connect event (watchConnects).
@@ -175,7 +178,7 @@ export class AuthCallout {
     return respond({ jwt });
   }
 
-  private async decideFor(ip: string): Promise<{ decision: Decision; label: string; tags: string[] }> {
+  private async decideFor(ip: string, cert?: CertIdentity): Promise<{ decision: Decision; label: string; tags: string[] }> {
     if (!/^(100\.|fd7a:)/i.test(ip)) {
       return {
         decision: { allow: false, reason: `connection from ${ip || "an unknown address"} did not come through the tailnet` },
@@ -189,7 +192,9 @@ export class AuthCallout {
       const tags = [id.user ? `user:${id.user}` : "", ...id.tags.map((t) => `device-tag:${t.slice(4)}`), `device:${id.device}`].filter(
         Boolean,
       );
-      return { decision: decide(id, w.caps?.[this.o.auth.capability], this.o.auth), label: id.label, tags };
+      const label = cert ? `${id.label} with certificate ${certNames(cert)[0]}` : id.label;
+      if (cert) tags.push(`cert:${certNames(cert)[0]}`);
+      return { decision: decide(id, w.caps?.[this.o.auth.capability], this.o.auth, cert), label, tags };
     } catch (e) {
       return { decision: { allow: false, reason: `${ip} is not a device on this tailnet (${(e as Error).message})` }, label: ip, tags: [] };
     }
@@ -206,7 +211,7 @@ export class AuthCallout {
     try {
       await this.prune();
       for (const [cid, t] of this.tracked) {
-        const d = await this.decideFor(t.ip);
+        const d = await this.decideFor(t.ip, t.cert);
         const now = d.decision.allow ? d.decision.key : "denied";
         if (now === t.key) continue;
         this.tracked.delete(cid);
@@ -233,5 +238,23 @@ export class AuthCallout {
     } catch {
       // monitoring unavailable for a moment: keep everything, try next time
     }
+  }
+}
+
+/**
+ * The client certificate the bridge vouches for. The bridge owns CONNECT's
+ * auth_token on every client face (a client's own is dropped) and writes
+ * this prefix only for a certificate it verified (tlsface.go); nats-server
+ * still checks the bridge's signature (proxy_required) after this answer,
+ * so a local process that wrote one itself gets nowhere.
+ */
+const CERT_ASSERTION = "nats-tsnet-cert:";
+export function certOf(token: string | undefined): CertIdentity | undefined {
+  if (!token?.startsWith(CERT_ASSERTION)) return undefined;
+  try {
+    const c = JSON.parse(token.slice(CERT_ASSERTION.length)) as CertIdentity;
+    return typeof c.sha256 === "string" && /^[0-9a-f]{64}$/.test(c.sha256) ? c : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -123,8 +123,57 @@ function grantedLimits(grants: Grant[]): Partial<IdentityQuota> {
   return out;
 }
 
-/** Grants from the caller's capability map plus the config rules that match it. */
-export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConfig): Decision {
+/**
+ * What a client certificate verified by the bridge says (tlsface.go
+ * CertIdentity): its common name, subject alternative names and SHA-256.
+ */
+export interface CertIdentity {
+  cn?: string;
+  dns?: string[];
+  email?: string[];
+  uri?: string[];
+  sha256: string;
+}
+
+/** The names a rule's `certs` may use for this certificate ("CN=billing", ...). */
+export function certNames(c: CertIdentity): string[] {
+  return [
+    ...(c.cn ? [`CN=${c.cn}`] : []),
+    ...(c.dns ?? []).map((d) => `DNS=${d}`),
+    ...(c.email ?? []).map((e) => `EMAIL=${e}`),
+    ...(c.uri ?? []).map((u) => `URI=${u}`),
+    `SHA256=${c.sha256}`,
+  ];
+}
+
+type Rule = AuthConfig["rules"][number];
+
+/** Whether a rule's users or tags name this device; a cert rule naming none takes any. */
+function ruleNamesDevice(r: Rule, id: Identity): boolean {
+  if (r.certs.length && !r.users.length && !r.tags.length) return true;
+  return Boolean(id.user && r.users.includes(id.user)) || id.tags.some((t) => r.tags.includes(t));
+}
+
+/**
+ * The grants that decide a connection. With a verified client certificate
+ * that a rule names (and from a device that rule admits), those rules
+ * alone: the certificate says which service on a shared, tagged host is
+ * calling, which the device's tag cannot. Otherwise the device's grants
+ * and the rules that name the device but no certificate; a certificate no
+ * rule names only had to be valid. A rule naming a certificate never
+ * matches without it: its tags do not admit the device alone.
+ */
+function grantsFor(id: Identity, cert: CertIdentity | undefined, auth: AuthConfig): { byCert: Rule[]; byDevice: Rule[] } {
+  const names = cert ? certNames(cert) : [];
+  const byCert = auth.rules.filter((r) => r.certs.some((c) => names.includes(c)) && ruleNamesDevice(r, id));
+  const byDevice = auth.rules.filter((r) => !r.certs.length && ruleNamesDevice(r, id));
+  return { byCert, byDevice };
+}
+
+/** Grants from the caller's capability map plus the config rules that match it (see grantsFor). */
+export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConfig, cert?: CertIdentity): Decision {
+  const { byCert, byDevice } = grantsFor(id, cert, auth);
+  if (byCert.length) return decideGrants(id, byCert, auth);
   const grants: Grant[] = [];
   for (const [i, raw] of (caps ?? []).entries()) {
     const g = GrantSchema.safeParse(raw);
@@ -138,11 +187,15 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
     }
     grants.push(g.data);
   }
-  for (const r of auth.rules) {
-    if ((id.user && r.users.includes(id.user)) || id.tags.some((t) => r.tags.includes(t))) grants.push(r);
+  grants.push(...byDevice);
+  if (!grants.length) {
+    const unnamed = cert ? ` (its certificate ${certNames(cert)[0]} is named by no rule)` : "";
+    return { allow: false, reason: `no grant of ${auth.capability} for ${id.label}${unnamed}` };
   }
-  if (!grants.length) return { allow: false, reason: `no grant of ${auth.capability} for ${id.label}` };
+  return decideGrants(id, grants, auth);
+}
 
+function decideGrants(id: Identity, grants: Grant[], auth: AuthConfig): Decision {
   // A grant without an account is a grant in the default account. Grants
   // are never merged across accounts: a narrow SYS grant beside a general
   // one must not lift the general rights into SYS.
@@ -187,7 +240,11 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
  * capability whose grants count, and the logins and tags the config rules
  * name. Whatever passes is still decided here (a malformed grant, say).
  */
-export function grantGate(auth: Pick<AuthConfig, "capability" | "rules">): { capability: string; users: string[]; tags: string[] } {
+export function grantGate(
+  auth: Pick<AuthConfig, "capability" | "rules">,
+): { capability: string; users: string[]; tags: string[] } | undefined {
+  // A certificate rule for any device: who may connect is known only after TLS, so the callout decides.
+  if (auth.rules.some((r) => r.certs.length && !r.users.length && !r.tags.length)) return undefined;
   const sorted = (xs: string[]) => [...new Set(xs)].sort();
   return {
     capability: auth.capability,

@@ -3,12 +3,21 @@
 // problem is reported against the source that supplied the offending value.
 
 import { readFileSync, statSync } from "node:fs";
+import { X509Certificate, createPrivateKey } from "node:crypto";
 import { hostname as osHostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { ConfigSchema, type AuthSchema, type ConfigInput, type LOG_FORMATS, type LOG_LEVELS, type ParsedInput } from "./schema.ts";
+import {
+  ConfigSchema,
+  type AuthSchema,
+  type ConfigInput,
+  type LOG_FORMATS,
+  type LOG_LEVELS,
+  type ParsedInput,
+  type TlsSchema,
+} from "./schema.ts";
 import { parseDuration, parseSize } from "./units.ts";
 import { checkLoginTags, loginIssues, normalizeLogin, CLIENT_SECRET_PREFIX, type LoginField, type TailnetLogin } from "./login.ts";
 import { deepFreeze, deepMerge, isPlainObject } from "../util/objects.ts";
@@ -67,6 +76,8 @@ export interface Config {
       readonly connect_rate: number;
       readonly connect_burst: number;
     };
+    /** TLS on the client port; null: plain NATS. Paths are absolute. */
+    readonly tls: TlsConfig | null;
     readonly include: string;
     readonly lame_duck_duration_ms: number;
     readonly lame_duck_grace_period_ms: number;
@@ -79,6 +90,15 @@ export interface Config {
   readonly auth: AuthConfig;
   /** Where values came from, for the startup log line. */
   readonly source: { readonly file?: string; readonly env: readonly string[] };
+}
+
+export interface TlsConfig {
+  readonly cert_file: string;
+  readonly key_file: string;
+  readonly tailnet_cert: boolean;
+  readonly min_version: "1.2" | "1.3";
+  readonly client_ca_file: string;
+  readonly revoked: readonly string[];
 }
 
 /** Environment overrides, in increasing precedence (a later variable for the same key wins). */
@@ -366,6 +386,13 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
     else if (!isFile(include)) problem(["nats", "include"], `no such file: ${include}`);
   }
 
+  const tls = n.tls ? tlsConfig(n.tls, abs, problem) : null;
+  // A rule naming certificates can only match where clients present them.
+  p.auth.rules.forEach((r, i) => {
+    if (r.certs.length && !tls?.client_ca_file)
+      problem(["auth", "rules", i, "certs"], "names client certificates, which need nats.tls.client_ca_file (mTLS)");
+  });
+
   const config = {
     hostname,
     state_dir,
@@ -402,6 +429,7 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
         max_file_bytes: bytes(js.max_file),
       },
       device_limits: n.device_limits,
+      tls,
       include,
       lame_duck_duration_ms,
       lame_duck_grace_period_ms,
@@ -414,6 +442,69 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
     auth: { ...p.auth, operator_dir: operatorDir } as AuthConfig,
   };
   return { config, issues };
+}
+
+/**
+ * nats.tls with absolute paths, its files checked now: a certificate that
+ * does not load or does not match its key stops the node before it starts,
+ * with the key's path, rather than failing every client's handshake.
+ */
+function tlsConfig(
+  t: z.infer<typeof TlsSchema>,
+  abs: (path: Path, p: string) => string,
+  problem: (path: Path, message: string) => void,
+): TlsConfig {
+  const at = (k: string): Path => ["nats", "tls", k];
+  const out = {
+    ...t,
+    cert_file: abs(at("cert_file"), t.cert_file),
+    key_file: abs(at("key_file"), t.key_file),
+    client_ca_file: abs(at("client_ca_file"), t.client_ca_file),
+  };
+  const files = Boolean(out.cert_file || out.key_file);
+  if (files && t.tailnet_cert) problem(at("tailnet_cert"), "set cert_file and key_file, or tailnet_cert, not both");
+  else if (!files && !t.tailnet_cert) problem(at("cert_file"), "TLS needs cert_file and key_file, or tailnet_cert: true");
+  else if (files && !out.cert_file) problem(at("cert_file"), "key_file needs cert_file");
+  else if (files && !out.key_file) problem(at("key_file"), "cert_file needs key_file");
+  else if (files) {
+    const why = tlsPairIssue(out.cert_file, out.key_file);
+    if (why) problem(at(why.key), why.message);
+  }
+  if (out.client_ca_file) {
+    const why = pemIssue(out.client_ca_file, (pem) => new X509Certificate(pem));
+    if (why) problem(at("client_ca_file"), why);
+  } else if (t.revoked.length) problem(at("revoked"), "revoked needs client_ca_file (it names client certificates)");
+  return out;
+}
+
+/** Why a PEM file cannot be used, or undefined. */
+function pemIssue(file: string, parse: (pem: string) => unknown): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    return `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+  }
+  try {
+    parse(text);
+    return undefined;
+  } catch (e) {
+    return `${file} is not a usable PEM file: ${(e as Error).message}`;
+  }
+}
+
+function tlsPairIssue(certFile: string, keyFile: string): { key: string; message: string } | undefined {
+  const certWhy = pemIssue(certFile, (pem) => new X509Certificate(pem));
+  if (certWhy) return { key: "cert_file", message: certWhy };
+  const keyWhy = pemIssue(keyFile, (pem) => createPrivateKey(pem));
+  if (keyWhy) return { key: "key_file", message: keyWhy };
+  const cert = new X509Certificate(readFileSync(certFile));
+  if (!cert.checkPrivateKey(createPrivateKey(readFileSync(keyFile)))) {
+    return { key: "key_file", message: `${keyFile} is not the key of the certificate in ${certFile}` };
+  }
+  if (Date.parse(cert.validTo) < Date.now())
+    return { key: "cert_file", message: `the certificate in ${certFile} expired on ${cert.validTo}` };
+  return undefined;
 }
 
 function distinctPorts(at: Path, ports: Record<string, number>, problem: (path: Path, message: string) => void): void {

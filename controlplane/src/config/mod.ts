@@ -13,6 +13,7 @@ export {
   type LogFormat,
   type LogLevel,
   type AuthConfig,
+  type TlsConfig,
 } from "./load.ts";
 export { renderNatsServerConfig, natsServerConfPath, q, LOOPBACK, type NodePieces, type AuthPieces, type RouteSecret } from "./render.ts";
 export { configJsonSchema, TAG_PATTERN, type ConfigInput } from "./schema.ts";

@@ -133,6 +133,35 @@ export const DeviceLimitsSchema = z
       "Limits per client device on the tailnet client port, so that one device (a reconnect loop, a flood) cannot keep everyone else's connections out. A connection past them is closed before nats-server sees it.",
   });
 
+export const REVOKED_PATTERN = "^(serial:[0-9a-fA-F]{1,40}|[0-9a-fA-F]{2}(:?[0-9a-fA-F]{2}){31})$";
+export const TlsSchema = z
+  .strictObject({
+    cert_file: path("PEM certificate chain served to clients (relative to the config file's directory); read again whenever it changes."),
+    key_file: path("The certificate's private key, PEM; read again whenever it changes."),
+    tailnet_cert: z.boolean().default(false).meta({
+      description:
+        "Serve the node's own certificate for its MagicDNS name, issued through the control server (Tailscale's HTTPS certificates; headscale has none). Instead of cert_file and key_file.",
+    }),
+    min_version: z.enum(["1.2", "1.3"]).default("1.2").meta({
+      description: "Oldest TLS version offered. With 1.2 only forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305).",
+    }),
+    client_ca_file: path(
+      "mTLS: every client must present a certificate that chains to this PEM bundle and is meant for client authentication; read again whenever it changes.",
+    ),
+    revoked: z
+      .array(
+        z.string().regex(new RegExp(REVOKED_PATTERN), {
+          error: 'must be a certificate\'s SHA-256 fingerprint (64 hex digits, colons allowed) or "serial:" and its serial number in hex',
+        }),
+      )
+      .default([])
+      .meta({ description: "Client certificates refused although they chain to client_ca_file: SHA-256 fingerprints or serial:<hex>." }),
+  })
+  .meta({
+    description:
+      "TLS on the tailnet client port, terminated by the node (WireGuard already encrypts; this is for policies and clients that insist on TLS, and for client certificates). Clients may start TLS after INFO or at once (TLS first). Leave it out to keep plain NATS.",
+  });
+
 export const NatsSchema = z.strictObject({
   server_name: natsName("NATS server_name (unique, stable: it identifies the JetStream peer). Empty: hostname."),
   cluster_name: natsName('NATS cluster name. Empty: cluster_tag without the "tag:" prefix.'),
@@ -142,6 +171,7 @@ export const NatsSchema = z.strictObject({
   loopback: LoopbackSchema.prefault({}),
   jetstream: JetStreamSchema.prefault({}),
   device_limits: DeviceLimitsSchema.prefault({}),
+  tls: TlsSchema.optional(),
   include: path("nats-server config fragment included last (relative to the config file's directory)."),
   lame_duck_duration: duration("30s", "How long lame-duck mode spreads client disconnects on shutdown; at least 30s."),
   lame_duck_grace_period: duration("2s", "Wait before lame-duck mode starts closing clients; must be below lame_duck_duration."),
@@ -255,10 +285,23 @@ export const GrantSchema = z.strictObject({
       "Replaces auth.limits for this identity (several grants: the largest wins), up to its account's max_subscriptions and max_payload.",
   }),
 });
+export const CERT_NAME_PATTERN = "^(CN|DNS|EMAIL|URI|SHA256)=.+$";
 export const RuleSchema = z
   .strictObject({
     users: z.array(z.string().min(1)).default([]).meta({ description: "Tailnet login names, e.g. alice@example.com." }),
     tags: z.array(tag).default([]).meta({ description: "Device tags, for services." }),
+    certs: z
+      .array(
+        z.string().regex(new RegExp(CERT_NAME_PATTERN), {
+          error:
+            'must name a client certificate: "CN=<common name>", "DNS=<name>", "EMAIL=<address>", "URI=<uri>" or "SHA256=<fingerprint>"',
+        }),
+      )
+      .default([])
+      .meta({
+        description:
+          "Client certificates (nats.tls.client_ca_file): a rule naming certs matches a connection whose verified certificate has one of these names, from any device it lists in users or tags (none listed: any device the tailnet lets connect). When such a rule matches, it alone decides; otherwise the device's grants and rules do.",
+      }),
   })
   .extend(GrantSchema.shape);
 

@@ -16,8 +16,9 @@ import {
   type AuthPieces,
   type Config,
   type RouteSecret,
+  type TlsConfig,
 } from "../config/mod.ts";
-import { Bridge, type BridgeOptions, type DeviceLimits, type TailnetStatus } from "../bridge-client/client.ts";
+import { Bridge, type BridgeOptions, type ClientTLS, type DeviceLimits, type TailnetStatus } from "../bridge-client/client.ts";
 import { startNatsServer } from "./natsServer.ts";
 import { StoreHealth, classifyServerLine, freeBytes, type StoreEvent } from "./store-health.ts";
 import { loadOrCreateSecrets, ROUTE_USER, type NodeSecrets } from "../auth/secrets.ts";
@@ -208,6 +209,8 @@ class NodeRuntime {
       limits: deviceLimits(nats.device_limits),
       // Mode tailnet: a caller no grant or rule admits is refused before the callout is asked.
       ...(this.config.auth.mode === "tailnet" && { grantGate: this.auth.policy!.grantGate(this.config.auth) }),
+      // TLS is terminated by the bridge: proxy_sig travels inside CONNECT.
+      ...(nats.tls && { tls: clientTLS(nats.tls) }),
     });
     if (nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: nats.monitor_port, target: `127.0.0.1:${nats.loopback.monitor_port}` });
@@ -254,7 +257,9 @@ class NodeRuntime {
 
   logReady(): void {
     const { config, status } = this;
-    const faces = [`nats://${status.self.name}:${config.nats.client_port}`];
+    const tls = config.nats.tls;
+    // tls:// with client certificates says "mtls" too: who may connect is then narrower than the ACL.
+    const faces = [`${tls ? "tls" : "nats"}://${status.self.name}:${config.nats.client_port}${tls?.client_ca_file ? " (mtls)" : ""}`];
     if (config.nats.monitor_port > 0) faces.push(`http://${status.self.name}:${config.nats.monitor_port}`);
     if (config.auth.mode === "none") {
       this.log.warn(
@@ -398,4 +403,14 @@ async function stopNats(child: ChildProcess, mode: StopMode, config: Config, log
     return;
   }
   await terminate(child, "SIGTERM", 15_000);
+}
+
+/** nats.tls as the bridge's listen takes it (empty fields left out). */
+function clientTLS(t: TlsConfig): ClientTLS {
+  return {
+    ...(t.tailnet_cert ? { tailnet: true } : { certFile: t.cert_file, keyFile: t.key_file }),
+    minVersion: t.min_version,
+    ...(t.client_ca_file && { clientCaFile: t.client_ca_file }),
+    ...(t.revoked.length > 0 && { revoked: [...t.revoked] }),
+  };
 }

@@ -4,6 +4,7 @@
 //	nats-tsnet-bridge node   ...  a cluster node's tailnet face
 //	nats-tsnet-bridge client ...  an untagged device exposing a tailnet
 //	                              host:port on a local port (and SOCKS5)
+//	nats-tsnet-bridge cert ...    a certificate from a private CA (TLS face)
 package main
 
 import (
@@ -40,8 +41,12 @@ func main() {
 		usage()
 	}
 	mode, args := os.Args[1], os.Args[2:]
-	if mode == "confine" {
+	switch mode {
+	case "confine":
 		runConfine(args)
+		return
+	case "cert":
+		runCert(args)
 		return
 	}
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
