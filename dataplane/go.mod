@@ -3,6 +3,7 @@ module github.com/nats-tsnet/nats-tsnet/dataplane
 go 1.26.5
 
 require (
+	github.com/coder/websocket v1.8.12
 	github.com/landlock-lsm/go-landlock v0.11.0
 	github.com/nats-io/nkeys v0.4.16
 	github.com/pires/go-proxyproto v0.8.1
@@ -27,7 +28,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.28.13 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sts v1.41.5 // indirect
 	github.com/aws/smithy-go v1.24.0 // indirect
-	github.com/coder/websocket v1.8.12 // indirect
 	github.com/creachadair/msync v0.7.1 // indirect
 	github.com/dblohm7/wingoes v0.0.0-20240119213807-a09d6be7affa // indirect
 	github.com/fxamacker/cbor/v2 v2.9.0 // indirect

@@ -19,7 +19,12 @@ export interface DevOptions {
   verbose?: boolean;
   /** TLS on every node's client face, with a CA dev makes. */
   tls?: boolean;
+  /** A WebSocket face on every node, exposed on a second local port. */
+  websocket?: boolean;
 }
+
+/** The nodes' WebSocket port on the tailnet, with --websocket. */
+const WEBSOCKET_PORT = 8080;
 
 export async function runDev(o: DevOptions): Promise<void> {
   const log = createLogger({ level: "info", name: "dev" });
@@ -51,6 +56,7 @@ export async function runDev(o: DevOptions): Promise<void> {
         const config = {
           ...(o.nodes === 1 && { standalone: true }),
           ...(tls && { tls: { cert_file: tls.cert, key_file: tls.key } }),
+          ...(o.websocket && { websocket_port: WEBSOCKET_PORT }),
         };
         await tailnet.startNode(name, { config: { nats: config } });
         log.info({ node: name }, "node ready");
@@ -63,6 +69,12 @@ export async function runDev(o: DevOptions): Promise<void> {
     const proxy = await tailnet.startProxy("dev-client", { to: `${names[0]}:4222`, listenHost: listen.host, port: listen.port });
     // Ready means a real client can use JetStream through the tailnet.
     const url = tls ? proxy.url.replace(/^nats:/, "tls:") : proxy.url;
+    const ws = o.websocket
+      ? (await tailnet.startProxy("dev-websocket", { to: `${names[0]}:${WEBSOCKET_PORT}`, listenHost: listen.host })).url.replace(
+          /^nats:/,
+          tls ? "wss:" : "ws:",
+        )
+      : undefined;
     const nc = await withTimeout(
       connect({ servers: url, name: "nats-tsnet-dev-check", ignoreClusterUpdates: true, ...(tls && { tls: { caFile: tls.ca } }) }),
       30_000,
@@ -75,6 +87,7 @@ export async function runDev(o: DevOptions): Promise<void> {
     const jsTls = tls ? `, tls: { caFile: "${tls.ca}" }` : "";
     process.stdout.write(
       `ready: ${url}\n` +
+        (ws ? `websocket: ${ws}\n` : "") +
         (tls ? `ca: ${tls.ca}\n` : "") +
         `  (${o.nodes} node${o.nodes > 1 ? "s" : ""} on the local tailnet in ${((Date.now() - t0) / 1000).toFixed(1)}s; Ctrl-C stops everything)\n\n` +
         `  nats CLI:  ${cli} server info\n` +
@@ -112,6 +125,7 @@ function main(argv: string[]): Promise<number> {
     .option("--dir <dir>", "working directory (default: a fresh temporary one)")
     .option("--verbose", "show every node's log lines")
     .option("--tls", "TLS on the client port, with a CA made for this run (its path is printed as ca:)")
+    .option("--websocket", "a WebSocket face too, exposed on a second local port (printed as websocket:)")
     .exitOverride()
     .showHelpAfterError()
     .action(runDev);

@@ -21,6 +21,8 @@ command -v runc >/dev/null || need+=(runc)
 # (util-linux) fills a disk.
 command -v nft >/dev/null || need+=(nftables)
 command -v fallocate >/dev/null || need+=(util-linux)
+# A real browser for the WebSocket face (test/integration/websocket.test.ts).
+command -v chromium >/dev/null || need+=(chromium)
 # `setup.sh --release` (npm run release): the arm64 file's self-check runs it
 # under qemu-user-static, with Debian's cross C library as its root.
 if [ "${1:-}" = --release ]; then

@@ -65,6 +65,10 @@ const (
 	// certificate, or one that is expired, from another CA, not for client
 	// authentication or revoked by configuration.
 	ErrClientCert = "ERR_CLIENT_CERT"
+	// ErrWebSocketRefused: the WebSocket face refused an upgrade: a page
+	// from an origin not in nats.websocket_origins, a Host that is not the
+	// node's, or not a WebSocket request.
+	ErrWebSocketRefused = "ERR_WEBSOCKET_REFUSED"
 	// ErrQuotaSubs: a client connection went past its identity's
 	// subscriptions (the SUB is dropped; the client reads nats-server's own
 	// 'maximum subscriptions exceeded').

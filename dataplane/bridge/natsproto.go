@@ -151,7 +151,12 @@ func hello(client net.Conn, ur *bufio.Reader, sec *tlsFace) (net.Conn, string, e
 	if !ok || json.Unmarshal(bytes.TrimSpace(infoBody), &fields) != nil || fields.Nonce == "" {
 		return nil, "", errors.New("server INFO carries no nonce: is nats-server configured with this bridge as a trusted proxy?")
 	}
-	if sec != nil {
+	if _, ok := client.(*wsConn); ok {
+		// WebSocket (its TLS, if any, is the HTTP server's): no TCP URLs.
+		if info, err = wsInfo(info); err != nil {
+			return nil, "", err
+		}
+	} else if sec != nil {
 		c, err := sec.present(client, info)
 		return c, fields.Nonce, err
 	}
@@ -193,6 +198,9 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 	who := ""
 	if label != nil {
 		who = label(client.RemoteAddr().String())
+		if cert != nil && who != "" {
+			who += " with certificate " + cert.name()
+		}
 	}
 	// One edit for every CONNECT of this connection: nats-server takes
 	// later CONNECTs at any time and merges them into the session, so

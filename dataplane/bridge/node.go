@@ -442,6 +442,10 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 			return nil, err
 		}
 	}
+	if a.WebSocket != nil {
+		ln = newWSListener(ln, a.WebSocket, sec, n.ownNames, n.Log)
+		f.Listener = ln
+	}
 	if a.SignClients {
 		var label func(string) string
 		if a.NameClients {
@@ -472,6 +476,20 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 		return nil, err
 	}
 	return &ListenResult{Name: a.Name, Port: a.Port}, nil
+}
+
+// ownNames are the node's MagicDNS name and its first label, for the
+// WebSocket face's Host check.
+func (n *Node) ownNames() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := n.LC.StatusWithoutPeers(ctx)
+	if err != nil || st.Self == nil {
+		return nil
+	}
+	fqdn := strings.TrimSuffix(st.Self.DNSName, ".")
+	short, _, _ := strings.Cut(fqdn, ".")
+	return []string{fqdn, short}
 }
 
 // Forward opens a loopback listener whose connections go out over the

@@ -62,6 +62,9 @@ type ListenArgs struct {
 	// TLS, when set, makes clients speak TLS to the bridge, which
 	// terminates it (client face only; see tlsface.go).
 	TLS *ClientTLS `json:"tls,omitempty"`
+	// WebSocket, when set, makes this the client face for WebSocket
+	// clients: NATS in binary messages (wss:// with TLS; see wsface.go).
+	WebSocket *WebSocketFace `json:"webSocket,omitempty"`
 }
 
 // Validate refuses incomplete and contradictory listeners before anything
@@ -84,6 +87,14 @@ func (a ListenArgs) Validate() error {
 	}
 	if err := a.validateQuota(); err != nil {
 		return err
+	}
+	if a.WebSocket != nil {
+		if !a.SignClients {
+			return coded(ErrBadArgs, "listen %q: webSocket works only with signClients (a client face)", a.Name)
+		}
+		if err := a.WebSocket.Validate(a.Name); err != nil {
+			return err
+		}
 	}
 	if a.TLS != nil {
 		if !a.SignClients {

@@ -180,6 +180,19 @@ func newTLSFace(t *ClientTLS, getCert func(*tls.ClientHelloInfo) (*tls.Certifica
 // client that wants TLS refuses an INFO without tls_required (nats.go's
 // ErrSecureConnWanted), and one without TLS learns it must use it.
 func (f *tlsFace) advertise(info []byte) ([]byte, error) {
+	return editInfo(info, func(m map[string]jsonRaw) {
+		setField(m, "tls_required", true)
+		dropField(m, "tls_available")
+		if f.ca != nil {
+			setField(m, "tls_verify", true)
+		}
+	})
+}
+
+type jsonRaw = json.RawMessage
+
+// editInfo rewrites the fields of nats-server's "INFO {json}\r\n" line.
+func editInfo(info []byte, edit func(map[string]jsonRaw)) ([]byte, error) {
 	body, ok := bytes.CutPrefix(info, []byte("INFO "))
 	if !ok {
 		return nil, errors.New("server's first line is not INFO")
@@ -188,11 +201,7 @@ func (f *tlsFace) advertise(info []byte) ([]byte, error) {
 	if err := json.Unmarshal(bytes.TrimSpace(body), &m); err != nil || m == nil {
 		return nil, errors.New("server INFO is not a JSON object")
 	}
-	setField(m, "tls_required", true)
-	dropField(m, "tls_available")
-	if f.ca != nil {
-		setField(m, "tls_verify", true)
-	}
+	edit(m)
 	out, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
@@ -289,6 +298,15 @@ type CertIdentity struct {
 	SHA256 string   `json:"sha256"`
 }
 
+// name is how logs and /connz show the certificate: its common name, or
+// its fingerprint when it has none (as auth.rules would name it).
+func (c *CertIdentity) name() string {
+	if c.CN != "" {
+		return "CN=" + c.CN
+	}
+	return "SHA256=" + c.SHA256
+}
+
 // clientIdentity checks the client certificate of a finished handshake
 // against the CA and the revoked list. Without a CA there is nothing to
 // check (nil, ""); otherwise the identity, or why the client is refused.
@@ -296,11 +314,15 @@ func (f *tlsFace) clientIdentity(c net.Conn, now time.Time) (*CertIdentity, stri
 	if f == nil || f.ca == nil {
 		return nil, ""
 	}
-	tc, ok := c.(*tls.Conn)
-	if !ok {
+	var certs []*x509.Certificate
+	switch tc := c.(type) {
+	case *tls.Conn:
+		certs = tc.ConnectionState().PeerCertificates
+	case *wsConn: // WSS: the HTTP server did the handshake
+		certs = tc.certs
+	default:
 		return nil, "no TLS connection"
 	}
-	certs := tc.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
 		return nil, "a client certificate is required"
 	}

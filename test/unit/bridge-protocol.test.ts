@@ -86,6 +86,17 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
         },
       }),
     );
+    quiet(
+      bridge.listen({
+        name: "websocket",
+        port: 8080,
+        target: "127.0.0.1:14222",
+        proxyProtocol: true,
+        signClients: true,
+        nameClients: true,
+        webSocket: { origins: ["app.example", "*.apps.example"] },
+      }),
+    );
     quiet(bridge.listen({ name: "monitor", port: 8222, target: "127.0.0.1:18222" }));
     quiet(bridge.listen({ name: "cluster", port: 6222, target: "127.0.0.1:16222", allowTags: ["tag:nats"], routeSecret: secret }));
     quiet(

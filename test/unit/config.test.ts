@@ -63,6 +63,8 @@ describe("loadConfig defaults", () => {
         client_port: 4222,
         cluster_port: 6222,
         monitor_port: 8222,
+        websocket_port: 0,
+        websocket_origins: [],
         loopback: { client_port: 14222, cluster_port: 16222, monitor_port: 18222 },
         jetstream: {
           enabled: true,

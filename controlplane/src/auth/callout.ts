@@ -8,7 +8,7 @@ import { encodeAuthorizationResponse, encodeUser, type AuthorizationRequest } fr
 import type { Logger } from "pino";
 import type { AuthConfig } from "../config/mod.ts";
 import type { Bridge } from "../bridge-client/client.ts";
-import { certNames, decide, identityOf, type CertIdentity, type Decision } from "./policy.ts";
+import { certLabel, decide, identityOf, type CertIdentity, type Decision } from "./policy.ts";
 import { decodeVerified, nativeSigner } from "./signer.ts";
 import { localGet } from "../util/http.ts";
 
@@ -192,8 +192,8 @@ export class AuthCallout {
       const tags = [id.user ? `user:${id.user}` : "", ...id.tags.map((t) => `device-tag:${t.slice(4)}`), `device:${id.device}`].filter(
         Boolean,
       );
-      const label = cert ? `${id.label} with certificate ${certNames(cert)[0]}` : id.label;
-      if (cert) tags.push(`cert:${certNames(cert)[0]}`);
+      const label = cert ? `${id.label} with certificate ${certLabel(cert)}` : id.label;
+      if (cert) tags.push(`cert:${certLabel(cert)}`);
       return { decision: decide(id, w.caps?.[this.o.auth.capability], this.o.auth, cert), label, tags };
     } catch (e) {
       return { decision: { allow: false, reason: `${ip} is not a device on this tailnet (${(e as Error).message})` }, label: ip, tags: [] };

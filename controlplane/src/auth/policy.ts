@@ -146,6 +146,11 @@ export function certNames(c: CertIdentity): string[] {
   ];
 }
 
+/** How logs and /connz name a certificate (the bridge's CertIdentity.name). */
+export function certLabel(c: CertIdentity): string {
+  return c.cn ? `CN=${c.cn}` : `SHA256=${c.sha256}`;
+}
+
 type Rule = AuthConfig["rules"][number];
 
 /** Whether a rule's users or tags name this device; a cert rule naming none takes any. */
@@ -189,7 +194,7 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
   }
   grants.push(...byDevice);
   if (!grants.length) {
-    const unnamed = cert ? ` (its certificate ${certNames(cert)[0]} is named by no rule)` : "";
+    const unnamed = cert ? ` (its certificate ${certLabel(cert)} is named by no rule)` : "";
     return { allow: false, reason: `no grant of ${auth.capability} for ${id.label}${unnamed}` };
   }
   return decideGrants(id, grants, auth);

@@ -292,6 +292,8 @@ export class Bridge extends EventEmitter {
     clientQuota?: Quota;
     /** Client face: clients speak TLS, terminated by the bridge (dataplane/bridge/tlsface.go). */
     tls?: ClientTLS;
+    /** Client face for WebSocket clients (dataplane/bridge/wsface.go). */
+    webSocket?: { origins?: string[] };
   }): Promise<unknown> {
     return this.request("listen", a);
   }

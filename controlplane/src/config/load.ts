@@ -58,6 +58,9 @@ export interface Config {
     readonly client_port: number;
     readonly cluster_port: number;
     readonly monitor_port: number;
+    /** 0: no WebSocket face. */
+    readonly websocket_port: number;
+    readonly websocket_origins: readonly string[];
     readonly loopback: {
       readonly client_port: number;
       readonly cluster_port: number;
@@ -362,7 +365,11 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
   };
   const loginName = (f: LoginField) => `tailnet.${loginKey[f]}${f === "idToken" && !id_token_file ? " (or id_token_file)" : ""}`;
   for (const { field, message } of loginIssues(presence, loginName)) problem(["tailnet", loginKey[field]], message);
-  distinctPorts(["nats"], { client_port: n.client_port, cluster_port: n.cluster_port, monitor_port: n.monitor_port }, problem);
+  distinctPorts(
+    ["nats"],
+    { client_port: n.client_port, cluster_port: n.cluster_port, monitor_port: n.monitor_port, websocket_port: n.websocket_port },
+    problem,
+  );
   distinctPorts(["nats", "loopback"], n.loopback, problem);
 
   const lame_duck_duration_ms = ms(["nats", "lame_duck_duration"], n.lame_duck_duration);
@@ -418,6 +425,8 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
       client_port: n.client_port,
       cluster_port: n.cluster_port,
       monitor_port: n.monitor_port,
+      websocket_port: n.websocket_port,
+      websocket_origins: n.websocket_origins,
       loopback: n.loopback,
       jetstream: {
         enabled: js.enabled,

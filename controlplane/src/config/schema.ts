@@ -168,6 +168,23 @@ export const NatsSchema = z.strictObject({
   client_port: port(4222, "Tailnet-facing client port."),
   cluster_port: port(6222, "Tailnet-facing cluster (route) port."),
   monitor_port: port(8222, "Tailnet-facing monitoring port; 0 keeps monitoring off the tailnet.", 0),
+  websocket_port: port(
+    0,
+    "Tailnet-facing WebSocket port for browsers and wsconnect clients (wss:// when nats.tls is set); 0: off. The same identity rules as the client port.",
+    0,
+  ),
+  websocket_origins: z
+    .array(
+      z
+        .string()
+        .regex(/^(?!\*$)[^/\s]+$/, { error: "must be a host or host:port pattern (* matches any run of characters; never * alone)" })
+        .min(1),
+    )
+    .default([])
+    .meta({
+      description:
+        "Web pages that may connect to the WebSocket port besides pages served from the node's own address: host or host:port patterns like app.example or *.apps.example. A browser sends its page's origin; any other is refused, so a web page a tailnet user happens to visit cannot connect with that user's identity.",
+    }),
   loopback: LoopbackSchema.prefault({}),
   jetstream: JetStreamSchema.prefault({}),
   device_limits: DeviceLimitsSchema.prefault({}),

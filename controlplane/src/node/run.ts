@@ -196,9 +196,7 @@ class NodeRuntime {
   async openFaces(): Promise<void> {
     const b = this.bridge;
     const { nats, tailnet } = this.config;
-    await b.listen({
-      name: "client",
-      port: nats.client_port,
+    const clientFace = {
       target: `127.0.0.1:${nats.loopback.client_port}`,
       proxyProtocol: true,
       signClients: true,
@@ -211,7 +209,12 @@ class NodeRuntime {
       ...(this.config.auth.mode === "tailnet" && { grantGate: this.auth.policy!.grantGate(this.config.auth) }),
       // TLS is terminated by the bridge: proxy_sig travels inside CONNECT.
       ...(nats.tls && { tls: clientTLS(nats.tls) }),
-    });
+    };
+    await b.listen({ name: "client", port: nats.client_port, ...clientFace });
+    // The same face for WebSocket clients: the same guard, signature, quotas and TLS.
+    if (nats.websocket_port > 0) {
+      await b.listen({ name: "websocket", port: nats.websocket_port, ...clientFace, webSocket: { origins: [...nats.websocket_origins] } });
+    }
     if (nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: nats.monitor_port, target: `127.0.0.1:${nats.loopback.monitor_port}` });
     }
@@ -260,6 +263,7 @@ class NodeRuntime {
     const tls = config.nats.tls;
     // tls:// with client certificates says "mtls" too: who may connect is then narrower than the ACL.
     const faces = [`${tls ? "tls" : "nats"}://${status.self.name}:${config.nats.client_port}${tls?.client_ca_file ? " (mtls)" : ""}`];
+    if (config.nats.websocket_port > 0) faces.push(`${tls ? "wss" : "ws"}://${status.self.name}:${config.nats.websocket_port}`);
     if (config.nats.monitor_port > 0) faces.push(`http://${status.self.name}:${config.nats.monitor_port}`);
     if (config.auth.mode === "none") {
       this.log.warn(
