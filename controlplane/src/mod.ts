@@ -31,6 +31,7 @@ export { diffMembers, dialTargets, membersOf, routeAlias, type Member } from "./
 export { nativeSigner, decodeVerified } from "./auth/signer.ts";
 export {
   decide,
+  decideLocal,
   grantGate,
   identityOf,
   inboxPrefix,

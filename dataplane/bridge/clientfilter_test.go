@@ -176,7 +176,7 @@ func TestSignClientRewritesLaterConnect(t *testing.T) {
 	}
 	done := make(chan signResult, 1)
 	go func() {
-		c, u, err := s.signClient(cli, up, nil, alice, nil)
+		c, u, err := s.signClient(cli, up, &clientFace{label: alice})
 		done <- signResult{c, u, err}
 	}()
 	go func() { _, _ = upFar.Write([]byte(`INFO {"nonce":"` + nonce + `"}` + "\r\n")) }()

@@ -63,6 +63,7 @@ type clientGuard struct {
 	gate   *GrantGate     // nil: every caller goes on to nats-server
 	log    *refusalLog
 	tls    *tlsFace // nil: the face speaks plain NATS
+	local  string   // a local face's name: its callers are not tailnet devices
 }
 
 // callerConn is a client connection with what the guard learnt of its caller.
@@ -116,6 +117,11 @@ func (g *clientGuard) identify(ctx context.Context, c net.Conn) *callerConn {
 		cc.ip = ap.Addr().String()
 	}
 	cc.key = "ip:" + cc.ip
+	if g.local != "" {
+		// Not a tailnet address: asking the tailnet would be pointless.
+		cc.label = localLabel(g.local, remote)
+		return cc
+	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	who, err := g.whois(wctx, remote)
 	cancel()
@@ -245,19 +251,21 @@ func (a ListenArgs) validateGuard() error {
 // guardClients puts a clientGuard in front of the client face f: limits
 // per device, the grant gate, refusals logged at a bounded pace. It wraps
 // the Post that signClients set.
-func (n *Node) guardClients(f *Forwarder, a ListenArgs, sec *tlsFace) {
-	n.guardClientsWith(f, a, n.LC.WhoIs, sec)
+func (n *Node) guardClients(f *Forwarder, a ListenArgs, face *clientFace) {
+	n.guardClientsWith(f, a, n.LC.WhoIs, face)
 }
 
-func (n *Node) guardClientsWith(f *Forwarder, a ListenArgs, whois func(context.Context, string) (*apitype.WhoIsResponse, error), sec *tlsFace) {
-	g := &clientGuard{face: a.Name, whois: whois, gate: a.GrantGate, log: newRefusalLog(n.Log, refusalLogEvery), tls: sec}
+func (n *Node) guardClientsWith(f *Forwarder, a ListenArgs, whois func(context.Context, string) (*apitype.WhoIsResponse, error), face *clientFace) {
+	g := &clientGuard{face: a.Name, whois: whois, gate: a.GrantGate, log: newRefusalLog(n.Log, refusalLogEvery), tls: face.tls, local: face.local}
 	if a.Limits != nil {
 		g.limits = newDeviceLimiter(*a.Limits)
 	}
 	f.Guard = g.admit
 	f.LogRefusal = g.logHandshake
 	f.Post = g.post(a.NameClients, func(c, up net.Conn, label func(string) string) (net.Conn, net.Conn, error) {
-		return n.signer.signClient(c, up, &n.Denials, label, sec)
+		named := *face
+		named.label = label
+		return n.signer.signClient(c, up, &named)
 	})
 }
 

@@ -375,9 +375,9 @@ func guardedFace(t *testing.T, a ListenArgs, devices map[string]fakeDevice) (add
 	f := &Forwarder{Name: a.Name, Dial: dialUpstream(up.addr)}
 	label := func(string) string { return "" }
 	f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) {
-		return n.signer.signClient(c, up, &n.Denials, label, nil)
+		return n.signer.signClient(c, up, &clientFace{denials: &n.Denials, label: label})
 	}
-	n.guardClientsWith(f, a, fakeWhois(devices), nil)
+	n.guardClientsWith(f, a, fakeWhois(devices), &clientFace{denials: &n.Denials})
 	return startForwarder(t, f), up, rec
 }
 

@@ -134,7 +134,20 @@ func (s *Signer) Public() string { return s.pub }
 // nonce into the client's CONNECT as proxy_sig (nats-server's trusted
 // proxies). A client-supplied proxy_sig is replaced, never trusted.
 func (s *Signer) SignClient(client, upstream net.Conn) (net.Conn, net.Conn, error) {
-	return s.signClient(client, upstream, nil, nil, nil)
+	return s.signClient(client, upstream, &clientFace{})
+}
+
+// clientFace is what one client listener adds to signing: every field may
+// be left out.
+type clientFace struct {
+	// denials, when set, explains the callout's refusals to the client.
+	denials *Denials
+	// label, when set, names each connection after its caller (IdentityLabel).
+	label func(remote string) string
+	// tls, when set, makes clients speak TLS (and checks their certificates).
+	tls *tlsFace
+	// local names the local face (ListenArgs.Local), asserted to the callout.
+	local string
 }
 
 // hello relays the server's INFO to the client (over TLS when the face has
@@ -164,12 +177,13 @@ func hello(client net.Conn, ur *bufio.Reader, sec *tlsFace) (net.Conn, string, e
 	return client, fields.Nonce, err
 }
 
-// signClient also, when label is set, prefixes the client's CONNECT name
-// with its tailnet identity, so /connz and `nats server report
+// signClient also, when face.label is set, prefixes the client's CONNECT
+// name with its tailnet identity, so /connz and `nats server report
 // connections` show who is connected whatever name the client chose. With
-// sec, the client speaks TLS, and with a client CA its certificate is
-// checked and its identity asserted in auth_token (certAssertion).
-func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label func(remote string) string, sec *tlsFace) (net.Conn, net.Conn, error) {
+// face.tls, the client speaks TLS, and with a client CA its certificate is
+// checked; that and a local face are asserted in auth_token (Assertion).
+func (s *Signer) signClient(client, upstream net.Conn, face *clientFace) (net.Conn, net.Conn, error) {
+	denials, label, sec := face.denials, face.label, face.tls
 	ur := bufio.NewReaderSize(upstream, 4096)
 	client, nonce, err := hello(client, ur, sec)
 	if err != nil {
@@ -186,10 +200,7 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 		closeGently(client)
 		return nil, nil, coded(ErrClientCert, "%s", refusal)
 	}
-	assertion := ""
-	if cert != nil {
-		assertion = certAssertion(cert)
-	}
+	assertion := Assertion{Face: face.local, Cert: cert}.token()
 	sig, err := s.kp.Sign([]byte(nonce))
 	if err != nil {
 		return nil, nil, err
@@ -208,7 +219,7 @@ func (s *Signer) signClient(client, upstream net.Conn, denials *Denials, label f
 	// the same identity prefix on its name.
 	edit := func(m map[string]json.RawMessage) error {
 		setField(m, "proxy_sig", proxySig)
-		// auth_token is the bridge's: never a client's word (certAssertion).
+		// auth_token is the bridge's: never a client's word (Assertion).
 		dropField(m, "auth_token")
 		if assertion != "" {
 			setField(m, "auth_token", assertion)

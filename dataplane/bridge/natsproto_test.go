@@ -141,6 +141,11 @@ type signResult struct {
 // returned client leg.
 func signHandshake(t *testing.T, s *Signer, info, connect string, label func(string) string) (line []byte, res signResult, extra []byte) {
 	t.Helper()
+	return signHandshakeFace(t, s, info, connect, &clientFace{label: label})
+}
+
+func signHandshakeFace(t *testing.T, s *Signer, info, connect string, face *clientFace) (line []byte, res signResult, extra []byte) {
+	t.Helper()
 	cli, cliFar := net.Pipe()
 	up, upFar := net.Pipe()
 	t.Cleanup(func() { cli.Close(); cliFar.Close(); up.Close(); upFar.Close() })
@@ -150,7 +155,7 @@ func signHandshake(t *testing.T, s *Signer, info, connect string, label func(str
 	}
 	done := make(chan signResult, 1)
 	go func() {
-		c, u, err := s.signClient(cli, up, nil, label, nil)
+		c, u, err := s.signClient(cli, up, face)
 		done <- signResult{c, u, err}
 	}()
 	go func() { _, _ = upFar.Write([]byte(info)) }()

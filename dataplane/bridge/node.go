@@ -417,9 +417,15 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}
-	ln, err := n.Srv.Listen("tcp", fmt.Sprintf(":%d", a.Port))
+	var ln net.Listener
+	var err error
+	if a.Local != nil {
+		ln, err = a.Local.listen()
+	} else if ln, err = n.Srv.Listen("tcp", fmt.Sprintf(":%d", a.Port)); err != nil {
+		err = coded(ErrListen, "tailnet listen :%d: %w", a.Port, err)
+	}
 	if err != nil {
-		return nil, coded(ErrListen, "tailnet listen :%d: %w", a.Port, err)
+		return nil, err
 	}
 	f := &Forwarder{
 		Name:        a.Name,
@@ -446,17 +452,21 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 		ln = newWSListener(ln, a.WebSocket, sec, n.ownNames, n.Log)
 		f.Listener = ln
 	}
+	face := &clientFace{denials: &n.Denials, tls: sec}
+	if a.Local != nil {
+		face.local = a.Local.Face
+	}
 	if a.SignClients {
-		var label func(string) string
 		if a.NameClients {
-			label = n.label
+			face.label = n.label
+			if a.Local != nil {
+				face.label = func(remote string) string { return localLabel(a.Local.Face, remote) }
+			}
 		}
-		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) {
-			return n.signer.signClient(c, up, &n.Denials, label, sec)
-		}
+		f.Post = func(c, up net.Conn) (net.Conn, net.Conn, error) { return n.signer.signClient(c, up, face) }
 	}
 	if a.Limits != nil || a.GrantGate != nil {
-		n.guardClients(f, a, sec) // Validate made sure this is the client face
+		n.guardClients(f, a, face) // Validate made sure this is the client face
 	}
 	if a.ClientQuota != nil {
 		n.quotaClients(f, *a.ClientQuota) // after the guard: it wraps the Post the guard set

@@ -65,6 +65,10 @@ type ListenArgs struct {
 	// WebSocket, when set, makes this the client face for WebSocket
 	// clients: NATS in binary messages (wss:// with TLS; see wsface.go).
 	WebSocket *WebSocketFace `json:"webSocket,omitempty"`
+	// Local, when set, listens on an address of this host instead of the
+	// tailnet (a client face for containers on a docker bridge, say; see
+	// localface.go).
+	Local *LocalFace `json:"local,omitempty"`
 }
 
 // Validate refuses incomplete and contradictory listeners before anything
@@ -87,6 +91,11 @@ func (a ListenArgs) Validate() error {
 	}
 	if err := a.validateQuota(); err != nil {
 		return err
+	}
+	if a.Local != nil {
+		if err := a.Local.Validate(a); err != nil {
+			return err
+		}
 	}
 	if a.WebSocket != nil {
 		if !a.SignClients {

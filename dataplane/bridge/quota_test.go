@@ -296,7 +296,7 @@ func TestQuotaClientsWrapsTheHandshake(t *testing.T) {
 			t.Errorf("the refusal was not logged: %s", logged.String())
 		}
 	}()
-	f := &Forwarder{Name: "client", Post: func(c, up net.Conn) (net.Conn, net.Conn, error) { return s.signClient(c, up, nil, nil, nil) }}
+	f := &Forwarder{Name: "client", Post: func(c, up net.Conn) (net.Conn, net.Conn, error) { return s.signClient(c, up, &clientFace{}) }}
 	n.quotaClients(f, Quota{Subs: 1, Payload: -1})
 
 	cli, cliFar := net.Pipe()

@@ -289,7 +289,7 @@ func (p *peekConn) peekWithin(d time.Duration) (byte, error) {
 
 // CertIdentity is what a verified client certificate says about its
 // holder: the subject's common name and the subject alternative names.
-// The bridge hands it to nats-server's auth callout (certAssertion).
+// The bridge hands it to nats-server's auth callout (Assertion).
 type CertIdentity struct {
 	CN     string   `json:"cn,omitempty"`
 	DNS    []string `json:"dns,omitempty"`
@@ -373,13 +373,27 @@ func certRefusal(leaf *x509.Certificate, err error) string {
 	return fmt.Sprintf("client certificate %q does not verify: %v", name, err)
 }
 
-// certAssertionPrefix marks the CONNECT auth_token the bridge writes for a
-// verified certificate. auth_token is the bridge's on every client face:
-// whatever a client put there is dropped, so the auth callout can trust a
-// token with this prefix (and nats-server still checks proxy_sig).
-const certAssertionPrefix = "nats-tsnet-cert:"
+// assertionPrefix marks the CONNECT auth_token the bridge writes to tell
+// the auth callout what it knows and the callout cannot see: a verified
+// client certificate, and the local face a caller came through. auth_token
+// is the bridge's on every client face: whatever a client put there is
+// dropped, so the callout can trust a token with this prefix (and
+// nats-server still checks proxy_sig after the callout's answer).
+const assertionPrefix = "nats-tsnet:"
 
-func certAssertion(id *CertIdentity) string {
-	b, _ := json.Marshal(id)
-	return certAssertionPrefix + string(b)
+// Assertion is what the bridge vouches for about one connection.
+type Assertion struct {
+	// Face names the local face (ListenArgs.Local) the caller came through;
+	// empty on the tailnet.
+	Face string        `json:"face,omitempty"`
+	Cert *CertIdentity `json:"cert,omitempty"`
+}
+
+// token is the auth_token for a, or "" when there is nothing to assert.
+func (a Assertion) token() string {
+	if a.Face == "" && a.Cert == nil {
+		return ""
+	}
+	b, _ := json.Marshal(a)
+	return assertionPrefix + string(b)
 }

@@ -149,7 +149,7 @@ func tlsHandshake(t *testing.T, face *tlsFace, clientSide func(c net.Conn) strin
 	}
 	defer srv.Close()
 	_ = srv.SetDeadline(time.Now().Add(10 * time.Second))
-	_, _, err = s.signClient(srv, up, nil, nil, face)
+	_, _, err = s.signClient(srv, up, &clientFace{tls: face})
 	clientSaw = <-saw
 	if err == nil {
 		connect = <-got
@@ -317,12 +317,12 @@ func TestMutualTLSIdentityAndRefusals(t *testing.T) {
 	var m map[string]any
 	_ = json.Unmarshal([]byte(strings.TrimPrefix(connect, "CONNECT ")), &m)
 	tok, _ := m["auth_token"].(string)
-	var id CertIdentity
-	if !strings.HasPrefix(tok, certAssertionPrefix) || json.Unmarshal([]byte(strings.TrimPrefix(tok, certAssertionPrefix)), &id) != nil {
+	var as Assertion
+	if !strings.HasPrefix(tok, assertionPrefix) || json.Unmarshal([]byte(strings.TrimPrefix(tok, assertionPrefix)), &as) != nil || as.Cert == nil {
 		t.Fatalf("no certificate assertion in %q", connect)
 	}
-	if id.CN != "billing" || len(id.DNS) != 1 || id.DNS[0] != "billing.example" || len(id.SHA256) != 64 {
-		t.Errorf("asserted identity %+v", id)
+	if id := as.Cert; as.Face != "" || id.CN != "billing" || len(id.DNS) != 1 || id.DNS[0] != "billing.example" || len(id.SHA256) != 64 {
+		t.Errorf("asserted %+v", as)
 	}
 
 	refusals := map[string]struct {

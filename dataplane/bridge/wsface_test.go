@@ -39,7 +39,7 @@ func wsSetup(t *testing.T, face *WebSocketFace) (string, chan string) {
 				l, _ := readLine(bufio.NewReader(upFar))
 				connects <- string(l)
 			}()
-			go func() { _, _, _ = s.signClient(c, up, nil, nil, nil) }()
+			go func() { _, _, _ = s.signClient(c, up, &clientFace{}) }()
 		}
 	}()
 	return tcp.Addr().String(), connects

@@ -97,6 +97,18 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
         webSocket: { origins: ["app.example", "*.apps.example"] },
       }),
     );
+    quiet(
+      bridge.listen({
+        name: "local:docker",
+        port: 4222,
+        target: "127.0.0.1:14222",
+        proxyProtocol: true,
+        signClients: true,
+        nameClients: true,
+        limits: { maxConns: 256, rate: 20, burst: 100 },
+        local: { listen: "172.17.0.1:4222", face: "docker" },
+      }),
+    );
     quiet(bridge.listen({ name: "monitor", port: 8222, target: "127.0.0.1:18222" }));
     quiet(bridge.listen({ name: "cluster", port: 6222, target: "127.0.0.1:16222", allowTags: ["tag:nats"], routeSecret: secret }));
     quiet(

@@ -65,6 +65,7 @@ describe("loadConfig defaults", () => {
         monitor_port: 8222,
         websocket_port: 0,
         websocket_origins: [],
+        local_faces: [],
         loopback: { client_port: 14222, cluster_port: 16222, monitor_port: 18222 },
         jetstream: {
           enabled: true,
@@ -517,6 +518,64 @@ describe("nats.tls", () => {
       configError(() => loadConfig({ file: bad, env: noEnv })).message,
       /auth\.rules\[0\]\.certs\[0\]: must name a client certificate/,
     );
+  });
+});
+
+describe("local faces", () => {
+  const issue = (yaml: string, env: Record<string, string> = {}) =>
+    configError(() => loadConfig({ file: write(`hostname: a\n${yaml}`), env }));
+
+  test("addresses of this host, named; NATS_TSNET_CLIENT_BIND_HOST adds one on the client port", () => {
+    const c = loadConfig({
+      file: write(
+        "hostname: a\nnats:\n  local_faces: [{ name: docker, listen: 172.17.0.1:4222 }, { name: v6, listen: '[fd00::1]:4300' }]\n",
+      ),
+      env: { NATS_TSNET_CLIENT_BIND_HOST: "10.88.0.1" },
+    });
+    assert.deepEqual(c.nats.local_faces, [
+      { name: "docker", listen: "172.17.0.1:4222" },
+      { name: "v6", listen: "[fd00::1]:4300" },
+      { name: "client-bind-host", listen: "10.88.0.1:4222" },
+    ]);
+  });
+
+  test("loopback, every interface and host names are refused, each at its key", () => {
+    for (const [listen, why] of [
+      ["127.0.0.1:4222", /is loopback, which stays closed to clients/],
+      ["'[::1]:4222'", /is loopback/],
+      ["0.0.0.0:4222", /would listen on every interface/],
+      ["'[::]:4222'", /would listen on every interface/],
+      ["docker0:4222", /is not an IP address and port/],
+    ] as const) {
+      const err = issue(`nats:\n  local_faces: [{ name: d, listen: ${listen} }]\n`);
+      assert.equal(err.code, "ERR_CONFIG_INVALID");
+      assert.match(err.message, /nats\.local_faces\[0\]\.listen: /);
+      assert.match(err.message, why);
+    }
+    const env = issue("", { NATS_TSNET_CLIENT_BIND_HOST: "127.0.0.1" });
+    assert.equal(env.code, "ERR_CONFIG_ENV");
+    assert.match(env.message, /NATS_TSNET_CLIENT_BIND_HOST/);
+  });
+
+  test("NATS_TSNET_CLUSTER_BIND_HOST is refused with the reason", () => {
+    const err = issue("", { NATS_TSNET_CLUSTER_BIND_HOST: "172.17.0.1" });
+    assert.equal(err.code, "ERR_CONFIG_ENV");
+    assert.match(err.message, /NATS_TSNET_CLUSTER_BIND_HOST.*routes run only over the tailnet/);
+  });
+
+  test("rules for local faces: known faces, no tailnet names, sources as CIDRs", () => {
+    const faces = "nats:\n  local_faces: [{ name: docker, listen: 172.17.0.1:4222 }]\n";
+    assert.equal(
+      loadConfig({
+        file: write(`hostname: a\n${faces}auth:\n  rules: [{ faces: [docker], sources: [172.17.0.0/16], pub: { allow: [x] } }]\n`),
+        env: {},
+      }).auth.rules[0]!.faces[0],
+      "docker",
+    );
+    assert.match(issue(`${faces}auth:\n  rules: [{ faces: [podman] }]\n`).message, /no local face named podman/);
+    assert.match(issue(`${faces}auth:\n  rules: [{ faces: [docker], tags: ["tag:svc"] }]\n`).message, /names no users, tags or certs/);
+    assert.match(issue(`${faces}auth:\n  rules: [{ faces: [docker], sources: [172.17.0.0/99] }]\n`).message, /is not a CIDR/);
+    assert.match(issue(`${faces}auth:\n  rules: [{ sources: [172.17.0.0/16] }]\n`).message, /sources narrows a rule for local faces/);
   });
 });
 

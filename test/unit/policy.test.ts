@@ -4,6 +4,7 @@ import {
   ACCOUNT_DEFAULTS,
   IDENTITY_DEFAULTS,
   decide,
+  decideLocal,
   grantGate,
   identityOf,
   inboxPrefix,
@@ -107,7 +108,9 @@ describe("decisions", () => {
   });
 
   test("config rules match by user or tag and merge with grants", () => {
-    const rules = [{ users: [], tags: ["tag:svc"], certs: [], pub: { allow: ["svc.>"], deny: [] }, account: "OPS" }] as AuthConfig["rules"];
+    const rules = [
+      { users: [], tags: ["tag:svc"], certs: [], faces: [], sources: [], pub: { allow: ["svc.>"], deny: [] }, account: "OPS" },
+    ] as AuthConfig["rules"];
     const d = decide(svc, [], auth({ rules })) as Allowed;
     assert.deepEqual([d.allow, d.account, d.pub.allow], [true, "OPS", ["svc.>"]]);
     assert.equal(decide(alice, [], auth({ rules })).allow, false);
@@ -193,7 +196,8 @@ describe("decisions", () => {
 
 describe("client certificates (mTLS) and the rules that name them", () => {
   const billing = { cn: "billing", dns: ["billing.example"], sha256: "ab".repeat(32) };
-  const rule = (r: Partial<AuthConfig["rules"][number]>) => ({ users: [], tags: [], certs: [], ...r }) as AuthConfig["rules"][number];
+  const rule = (r: Partial<AuthConfig["rules"][number]>) =>
+    ({ users: [], tags: [], certs: [], faces: [], sources: [], ...r }) as AuthConfig["rules"][number];
   const rules = [
     // The service on a shared tagged host, by its certificate and only from that host's tag.
     rule({ tags: ["tag:svc"], certs: ["CN=billing"], pub: { allow: ["billing.>"], deny: [] } }),
@@ -230,5 +234,25 @@ describe("client certificates (mTLS) and the rules that name them", () => {
     assert.equal(grantGate(auth({ rules })), undefined);
     const gate = grantGate(auth({ rules: rules.slice(0, 2) }))!;
     assert.deepEqual(gate.tags, ["tag:svc"]);
+  });
+});
+
+describe("local faces: callers that are not tailnet devices", () => {
+  const rules = [
+    { users: [], tags: [], certs: [], faces: ["docker"], sources: ["172.17.0.0/24"], pub: { allow: ["ctr.>"], deny: [] } },
+  ] as AuthConfig["rules"];
+  test("only rules naming the face admit, within their sources; the face is the identity", () => {
+    const ok = decideLocal("docker", "172.17.0.2", auth({ rules }));
+    assert.equal(ok.decision.allow, true);
+    assert.deepEqual((ok.decision as Allowed).pub.allow, ["ctr.>"]);
+    assert.equal(ok.id.label, "local:docker (172.17.0.2)");
+    assert.match((ok.decision as Allowed).sub.allow.join(" "), /_INBOX_local_3adocker\.>/);
+    const outside = decideLocal("docker", "172.17.1.9", auth({ rules }));
+    assert.equal(outside.decision.allow, false);
+    const other = decideLocal("podman", "172.17.0.2", auth({ rules }));
+    assert.match((other.decision as { reason: string }).reason, /no rule admits local:podman \(172\.17\.0\.2\)/);
+  });
+  test("a rule for a local face never admits a tailnet device", () => {
+    assert.equal(decide(alice, [], auth({ rules })).allow, false);
   });
 });

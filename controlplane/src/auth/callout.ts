@@ -8,7 +8,7 @@ import { encodeAuthorizationResponse, encodeUser, type AuthorizationRequest } fr
 import type { Logger } from "pino";
 import type { AuthConfig } from "../config/mod.ts";
 import type { Bridge } from "../bridge-client/client.ts";
-import { certLabel, decide, identityOf, type CertIdentity, type Decision } from "./policy.ts";
+import { certLabel, decide, decideLocal, identityOf, type CertIdentity, type Decision } from "./policy.ts";
 import { decodeVerified, nativeSigner } from "./signer.ts";
 import { localGet } from "../util/http.ts";
 
@@ -19,6 +19,8 @@ interface Tracked {
   ip: string;
   /** The client certificate the bridge verified, if the face asks for one. */
   cert?: CertIdentity;
+  /** The local face it came through; undefined on the tailnet. */
+  face?: string;
   serverId: string;
   key: string;
   label: string;
@@ -103,7 +105,7 @@ export class AuthCallout {
         if (ev.server?.name !== this.o.serverName || ev.client?.kind !== "Client") continue;
         const c = ev.client;
         // Our own service connections (no PROXY header) are not clients' business.
-        if (!/^(100\.|fd7a:)/i.test(c.host ?? "")) continue;
+        if (!/^(100\.|fd7a:)/i.test(c.host ?? "") && !String(c.name ?? "").startsWith("local:")) continue;
         // The bridge prefixes every client's name with its tailnet identity (the event's tags stay empty for callout users).
         const fields = { who: c.name, account: c.acc, cid: c.id, ip: c.host };
         if (kind === "CONNECT") this.o.log.info(fields, "connected");
@@ -125,8 +127,8 @@ export class AuthCallout {
     if (req.server_id.name !== this.o.serverName) return undefined;
     const ip = req.client_info.host ?? "";
     const cid = req.client_info.id ?? 0;
-    const cert = certOf(req.connect_opts?.auth_token);
-    const d = await this.decideFor(ip, cert);
+    const { cert, face } = assertionOf(req.connect_opts?.auth_token);
+    const d = face ? this.decideLocal(face, ip) : await this.decideFor(ip, cert);
     const respond = (body: { jwt?: string; error?: string }) =>
       encodeAuthorizationResponse(req.user_nkey, req.server_id.id, this.issuer, body, {});
     if (!d.decision.allow) {
@@ -167,7 +169,7 @@ export class AuthCallout {
     // Who is connected shows in /connz all the same: the bridge prefixes
     // each connection's name with its tailnet identity.
     const jwt = await encodeUser("", req.user_nkey, this.issuer, user as never, { aud: a.account });
-    this.tracked.set(cid, { ip, cert, serverId: req.server_id.id, key: a.key, label: d.label });
+    this.tracked.set(cid, { ip, cert, face, serverId: req.server_id.id, key: a.key, label: d.label });
     // A decision, not a connection: nats-server still checks the bridge's
     // signature (proxy_required) after this, and "connected" is logged only
     // from its own connect event (watchConnects).
@@ -176,6 +178,12 @@ export class AuthCallout {
       "auth decision",
     );
     return respond({ jwt });
+  }
+
+  /** A caller on a local face: the rules naming that face decide (policy.ts decideLocal). */
+  private decideLocal(face: string, ip: string): { decision: Decision; label: string; tags: string[] } {
+    const { decision, id } = decideLocal(face, ip, this.o.auth);
+    return { decision, label: id.label, tags: [`local-face:${face}`] };
   }
 
   private async decideFor(ip: string, cert?: CertIdentity): Promise<{ decision: Decision; label: string; tags: string[] }> {
@@ -211,7 +219,7 @@ export class AuthCallout {
     try {
       await this.prune();
       for (const [cid, t] of this.tracked) {
-        const d = await this.decideFor(t.ip, t.cert);
+        const d = t.face ? this.decideLocal(t.face, t.ip) : await this.decideFor(t.ip, t.cert);
         const now = d.decision.allow ? d.decision.key : "denied";
         if (now === t.key) continue;
         this.tracked.delete(cid);
@@ -242,19 +250,23 @@ export class AuthCallout {
 }
 
 /**
- * The client certificate the bridge vouches for. The bridge owns CONNECT's
- * auth_token on every client face (a client's own is dropped) and writes
- * this prefix only for a certificate it verified (tlsface.go); nats-server
- * still checks the bridge's signature (proxy_required) after this answer,
- * so a local process that wrote one itself gets nowhere.
+ * What the bridge vouches for about a connection (dataplane/bridge
+ * tlsface.go Assertion): a client certificate it verified, the local face
+ * the caller came through. The bridge owns CONNECT's auth_token on every
+ * client face (a client's own is dropped) and writes this prefix only for
+ * what it checked; nats-server still checks the bridge's signature
+ * (proxy_required) after this answer, so a local process that wrote one
+ * itself gets nowhere.
  */
-const CERT_ASSERTION = "nats-tsnet-cert:";
-export function certOf(token: string | undefined): CertIdentity | undefined {
-  if (!token?.startsWith(CERT_ASSERTION)) return undefined;
+const ASSERTION = "nats-tsnet:";
+export function assertionOf(token: string | undefined): { cert?: CertIdentity; face?: string } {
+  if (!token?.startsWith(ASSERTION)) return {};
   try {
-    const c = JSON.parse(token.slice(CERT_ASSERTION.length)) as CertIdentity;
-    return typeof c.sha256 === "string" && /^[0-9a-f]{64}$/.test(c.sha256) ? c : undefined;
+    const a = JSON.parse(token.slice(ASSERTION.length)) as { cert?: CertIdentity; face?: string };
+    const cert = typeof a.cert?.sha256 === "string" && /^[0-9a-f]{64}$/.test(a.cert.sha256) ? a.cert : undefined;
+    const face = typeof a.face === "string" && a.face ? a.face : undefined;
+    return { cert, face };
   } catch {
-    return undefined;
+    return {};
   }
 }

@@ -5,6 +5,7 @@
 // a permission with no allow list denies everything (in NATS an empty
 // allow list would mean "everything").
 import { createHash } from "node:crypto";
+import { BlockList, isIP } from "node:net";
 import { GrantSchema } from "../config/schema.ts";
 import { identityQuota, limitBytes, parseDuration, type AuthConfig, type IdentityQuota } from "../config/mod.ts";
 import type { WhoIs } from "../bridge-client/client.ts";
@@ -198,6 +199,29 @@ export function decide(id: Identity, caps: unknown[] | undefined, auth: AuthConf
     return { allow: false, reason: `no grant of ${auth.capability} for ${id.label}${unnamed}` };
   }
   return decideGrants(id, grants, auth);
+}
+
+/**
+ * A caller on a local face (nats.local_faces): not a tailnet device, so
+ * only rules naming that face can admit it, narrowed by their sources.
+ * Its identity is the face: every caller there shares its rights and its
+ * inbox prefix (`_INBOX_local_3a<face>`).
+ */
+export function decideLocal(face: string, ip: string, auth: AuthConfig): { decision: Decision; id: Identity } {
+  const id: Identity = { user: `local:${face}`, tags: [], device: ip, label: `local:${face} (${ip})` };
+  const grants = auth.rules.filter((r) => r.faces.includes(face) && (!r.sources.length || inSources(ip, r.sources)));
+  if (!grants.length) return { id, decision: { allow: false, reason: `no rule admits ${id.label}: name the face in auth.rules[].faces` } };
+  return { id, decision: decideGrants(id, grants, auth) };
+}
+
+function inSources(ip: string, cidrs: readonly string[]): boolean {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const [net, bits] = c.split("/");
+    list.addSubnet(net!, Number(bits), isIP(net!) === 6 ? "ipv6" : "ipv4");
+  }
+  const family = isIP(ip) === 6 ? "ipv6" : "ipv4";
+  return isIP(ip) !== 0 && list.check(ip, family);
 }
 
 function decideGrants(id: Identity, grants: Grant[], auth: AuthConfig): Decision {

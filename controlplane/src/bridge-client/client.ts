@@ -294,6 +294,8 @@ export class Bridge extends EventEmitter {
     tls?: ClientTLS;
     /** Client face for WebSocket clients (dataplane/bridge/wsface.go). */
     webSocket?: { origins?: string[] };
+    /** A client face on an address of this host, for callers that are not tailnet devices (dataplane/bridge/localface.go). */
+    local?: { listen: string; face: string };
   }): Promise<unknown> {
     return this.request("listen", a);
   }

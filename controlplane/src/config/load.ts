@@ -4,6 +4,7 @@
 
 import { readFileSync, statSync } from "node:fs";
 import { X509Certificate, createPrivateKey } from "node:crypto";
+import { isIP } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
@@ -58,6 +59,8 @@ export interface Config {
     readonly client_port: number;
     readonly cluster_port: number;
     readonly monitor_port: number;
+    /** The client face on addresses of this host (client_bind_host included, as "client-bind-host"). */
+    readonly local_faces: ReadonlyArray<{ readonly name: string; readonly listen: string }>;
     /** 0: no WebSocket face. */
     readonly websocket_port: number;
     readonly websocket_origins: readonly string[];
@@ -117,6 +120,9 @@ export const ENV_VARS: Readonly<Record<string, readonly string[]>> = {
   NATS_TSNET_STATE_DIR: ["state_dir"],
   NATS_TSNET_LOG_FORMAT: ["log", "format"],
   NATS_TSNET_LOG_LEVEL: ["log", "level"],
+  // The reference design's names: a local face for containers, and a cluster bind that is refused.
+  NATS_TSNET_CLIENT_BIND_HOST: ["nats", "client_bind_host"],
+  NATS_TSNET_CLUSTER_BIND_HOST: ["nats", "cluster_bind_host"],
 };
 
 export interface LoadOptions {
@@ -394,6 +400,21 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
   }
 
   const tls = n.tls ? tlsConfig(n.tls, abs, problem) : null;
+  const local_faces = localFaces(n, problem);
+  if (n.cluster_bind_host)
+    problem(
+      ["nats", "cluster_bind_host"],
+      "routes run only over the tailnet, where each peer's device and cluster tag are checked; a route on a host address would admit whatever reaches it. Leave it unset: nodes cluster over WireGuard by themselves",
+    );
+  p.auth.rules.forEach((r, i) => {
+    const at: Path = ["auth", "rules", i];
+    if (r.faces.length && (r.users.length || r.tags.length || r.certs.length))
+      problem([...at, "faces"], "a rule for local faces names no users, tags or certs: callers there are not tailnet devices");
+    for (const f of r.faces)
+      if (!local_faces.some((l) => l.name === f)) problem([...at, "faces"], `no local face named ${f} in nats.local_faces`);
+    if (r.sources.length && !r.faces.length) problem([...at, "sources"], "sources narrows a rule for local faces; name the faces");
+    for (const [j, c] of r.sources.entries()) if (!validCidr(c)) problem([...at, "sources", j], `${c} is not a CIDR`);
+  });
   // A rule naming certificates can only match where clients present them.
   p.auth.rules.forEach((r, i) => {
     if (r.certs.length && !tls?.client_ca_file)
@@ -426,6 +447,7 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
       cluster_port: n.cluster_port,
       monitor_port: n.monitor_port,
       websocket_port: n.websocket_port,
+      local_faces,
       websocket_origins: n.websocket_origins,
       loopback: n.loopback,
       jetstream: {
@@ -451,6 +473,45 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
     auth: { ...p.auth, operator_dir: operatorDir } as AuthConfig,
   };
   return { config, issues };
+}
+
+/**
+ * nats.local_faces and client_bind_host, each address checked: an IP of
+ * this host with a port, never loopback (no back door) nor every interface.
+ */
+function localFaces(
+  n: { local_faces: Array<{ name: string; listen: string }>; client_bind_host: string; client_port: number },
+  problem: (path: Path, message: string) => void,
+): Array<{ name: string; listen: string }> {
+  const faces = n.local_faces.map((f, i) => ({ ...f, at: ["nats", "local_faces", i, "listen"] as Path }));
+  if (n.client_bind_host) {
+    const host = n.client_bind_host.includes(":") ? `[${n.client_bind_host}]` : n.client_bind_host;
+    faces.push({ name: "client-bind-host", listen: `${host}:${n.client_port}`, at: ["nats", "client_bind_host"] });
+  }
+  const seen = new Set<string>();
+  for (const f of faces) {
+    const why = localAddressIssue(f.listen);
+    if (why) problem(f.at, why);
+    if (seen.has(f.name)) problem(f.at, `local face ${f.name} is named twice`);
+    seen.add(f.name);
+  }
+  return faces.map(({ name, listen }) => ({ name, listen }));
+}
+
+function localAddressIssue(listen: string): string | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(listen);
+  const ip = m?.[1] ?? m?.[2] ?? "";
+  if (!m || !isIP(ip) || Number(m[3]) < 1 || Number(m[3]) > 65535) return `${listen} is not an IP address and port (e.g. 172.17.0.1:4222)`;
+  const v4 = ip.replace(/^::ffff:/i, "");
+  if (/^127\./.test(v4) || ip === "::1") return `${listen} is loopback, which stays closed to clients (loopback is no back door)`;
+  if (v4 === "0.0.0.0" || /^(::|0:0:0:0:0:0:0:0)$/.test(ip)) return `${listen} would listen on every interface; name one address`;
+  return undefined;
+}
+
+function validCidr(c: string): boolean {
+  const [ip, bits] = c.split("/");
+  const v = isIP(ip ?? "");
+  return v !== 0 && Number(bits) >= 0 && Number(bits) <= (v === 4 ? 32 : 128);
 }
 
 /**

@@ -185,6 +185,29 @@ export const NatsSchema = z.strictObject({
       description:
         "Web pages that may connect to the WebSocket port besides pages served from the node's own address: host or host:port patterns like app.example or *.apps.example. A browser sends its page's origin; any other is refused, so a web page a tailnet user happens to visit cannot connect with that user's identity.",
     }),
+  local_faces: z
+    .array(
+      z.strictObject({
+        name: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, { error: "must be 1-32 characters of a-z, 0-9 and '-'" })
+          .meta({ description: "What auth.rules[].faces call it." }),
+        listen: z.string().meta({ description: 'An address of this host and a port, e.g. "172.17.0.1:4222" (a docker bridge).' }),
+      }),
+    )
+    .default([])
+    .meta({
+      description:
+        "The client port served on addresses of this host too, for callers that are not tailnet devices (containers on a docker bridge). They are admitted only by auth.rules naming the face (or, in operator mode, by their credentials). Loopback and 0.0.0.0 are refused.",
+    }),
+  client_bind_host: z.string().default("").meta({
+    description:
+      "An address of this host where the client port (client_port) is served too: a local face named client-bind-host. The reference design's NATS_TSNET_CLIENT_BIND_HOST, which sets it.",
+  }),
+  cluster_bind_host: z.string().default("").meta({
+    description:
+      "Refused: routes run only over the tailnet, where each peer's device and cluster tag are checked. The reference design's NATS_TSNET_CLUSTER_BIND_HOST.",
+  }),
   loopback: LoopbackSchema.prefault({}),
   jetstream: JetStreamSchema.prefault({}),
   device_limits: DeviceLimitsSchema.prefault({}),
@@ -319,6 +342,14 @@ export const RuleSchema = z
         description:
           "Client certificates (nats.tls.client_ca_file): a rule naming certs matches a connection whose verified certificate has one of these names, from any device it lists in users or tags (none listed: any device the tailnet lets connect). When such a rule matches, it alone decides; otherwise the device's grants and rules do.",
       }),
+    faces: z.array(z.string().min(1)).default([]).meta({
+      description:
+        "Local faces (nats.local_faces) by name: the rule admits callers there, which are not tailnet devices. Such a rule names no users, tags or certs.",
+    }),
+    sources: z
+      .array(z.string().regex(/^[0-9a-fA-F.:]+\/\d{1,3}$/, { error: 'must be a CIDR like "172.17.0.0/16"' }))
+      .default([])
+      .meta({ description: "With faces: only callers from these source addresses (CIDRs); none listed: any caller on the face." }),
   })
   .extend(GrantSchema.shape);
 

@@ -211,6 +211,21 @@ class NodeRuntime {
       ...(nats.tls && { tls: clientTLS(nats.tls) }),
     };
     await b.listen({ name: "client", port: nats.client_port, ...clientFace });
+    // Local faces: the same face on addresses of this host, for callers that
+    // are not tailnet devices; no grant gate (it asks the tailnet), rules decide.
+    const { grantGate: _gate, ...localFace } = clientFace as typeof clientFace & { grantGate?: unknown };
+    for (const f of nats.local_faces) {
+      this.log.warn(
+        { face: f.name, listen: f.listen },
+        `client port also served on ${f.listen} (local face ${f.name}): callers there are not tailnet devices and get in only by auth.rules naming ${f.name}, or operator credentials; remove it from nats.local_faces if that is not meant`,
+      );
+      await b.listen({
+        name: `local:${f.name}`,
+        port: Number(f.listen.split(":").pop()),
+        ...localFace,
+        local: { listen: f.listen, face: f.name },
+      });
+    }
     // The same face for WebSocket clients: the same guard, signature, quotas and TLS.
     if (nats.websocket_port > 0) {
       await b.listen({ name: "websocket", port: nats.websocket_port, ...clientFace, webSocket: { origins: [...nats.websocket_origins] } });
