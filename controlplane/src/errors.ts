@@ -98,6 +98,7 @@ export const CODES = {
     "ERR_CLIENT_HANDSHAKE", // logged, never an exit: a caller broke the NATS handshake on the client face
     "ERR_CLIENT_CERT", // logged, never an exit: a client's certificate was missing, expired, from another CA or revoked (client face with a client CA)
     "ERR_WEBSOCKET_REFUSED", // logged, never an exit: a WebSocket upgrade from a foreign origin or for another Host was refused
+    "ERR_LOCAL_FROM_HOST", // logged, never an exit: a local face refused a process on the node's own host
     "ERR_QUOTA_SUBS", // logged, never an exit: a client connection went past its identity's subscriptions
     "ERR_QUOTA_PAYLOAD", // logged, never an exit: a client connection published past its identity's largest message
   ],

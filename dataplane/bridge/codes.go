@@ -69,6 +69,9 @@ const (
 	// from an origin not in nats.websocket_origins, a Host that is not the
 	// node's, or not a WebSocket request.
 	ErrWebSocketRefused = "ERR_WEBSOCKET_REFUSED"
+	// ErrLocalFromHost: a local face refused a caller whose source is an
+	// address of the node's own host (a local process, not a container).
+	ErrLocalFromHost = "ERR_LOCAL_FROM_HOST"
 	// ErrQuotaSubs: a client connection went past its identity's
 	// subscriptions (the SUB is dropped; the client reads nats-server's own
 	// 'maximum subscriptions exceeded').

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -49,12 +50,49 @@ func (l *LocalFace) Validate(a ListenArgs) error {
 }
 
 // listen opens the face on the host's own network.
-func (l *LocalFace) listen() (net.Listener, error) {
+func (l *LocalFace) listen(log *slog.Logger) (net.Listener, error) {
 	ln, err := net.Listen("tcp", l.Listen)
 	if err != nil {
 		return nil, coded(ErrListen, "local face %s on %s: %w", l.Face, l.Listen, err)
 	}
-	return ln, nil
+	return &notFromHost{Listener: ln, face: l.Face, own: hostAddrs, log: newRefusalLog(log, refusalLogEvery)}, nil
+}
+
+// notFromHost refuses callers whose source is an address of this host: a
+// process on the node's own host could otherwise use the face's address
+// (or any other of the host's) to get what loopback refuses it.
+type notFromHost struct {
+	net.Listener
+	face string
+	own  func() map[netip.Addr]bool
+	log  *refusalLog
+}
+
+func (l *notFromHost) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ap, perr := netip.ParseAddrPort(c.RemoteAddr().String())
+		if perr != nil || !l.own()[ap.Addr().Unmap()] {
+			return c, nil
+		}
+		l.log.refused("ip:"+ap.Addr().String(), ErrLocalFromHost, "connection refused", "listener", "local:"+l.face, "from", c.RemoteAddr().String(), "reason", "a process on this host")
+		go refuseEarly(c, "local face "+l.face+" is for containers and hosts on its network, not for processes on this host")
+	}
+}
+
+// hostAddrs is every address of this host's interfaces.
+func hostAddrs() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out[p.Addr().Unmap()] = true
+		}
+	}
+	return out
 }
 
 // localLabel names a local face's caller for /connz and the logs.

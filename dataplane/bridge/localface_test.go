@@ -1,9 +1,15 @@
 package bridge
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLocalFaceValidate(t *testing.T) {
@@ -57,5 +63,47 @@ func TestLocalFaceIsAssertedAndNamed(t *testing.T) {
 	tok, _ := m["auth_token"].(string)
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(tok, assertionPrefix)), &as); err != nil || as.Face != "docker" || as.Cert != nil {
 		t.Errorf("auth_token %q: the bridge's assertion, not the client's", tok)
+	}
+}
+
+func TestLocalFaceRefusesProcessesOnThisHost(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 127.0.0.1 stands in for an address of this host; 127.0.0.2 for a container's.
+	l := &notFromHost{Listener: tcp, face: "docker", own: func() map[netip.Addr]bool {
+		return map[netip.Addr]bool{netip.MustParseAddr("127.0.0.1"): true}
+	}, log: newRefusalLog(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Second)}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	host, err := net.Dial("tcp", tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(host).ReadString('\n')
+	if !strings.HasPrefix(line, "-ERR 'Connection Refused: local face docker is for containers") {
+		t.Errorf("a process on this host read %q", line)
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	ctr, err := d.Dial("tcp", tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctr.Close()
+	select {
+	case c := <-accepted:
+		if !strings.HasPrefix(c.RemoteAddr().String(), "127.0.0.2:") {
+			t.Errorf("accepted %s", c.RemoteAddr())
+		}
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the container's connection was not accepted")
 	}
 }

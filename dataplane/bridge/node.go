@@ -53,6 +53,24 @@ type Node struct {
 
 	mu   sync.Mutex
 	fwds map[string]*Forwarder
+	// sweepMu keeps a sweep from running between a local face's listen and
+	// its registration, when it would look like a stray listener.
+	sweepMu sync.Mutex
+}
+
+// isLocalFace: addr is a local face's listener, which the sweep of stray
+// kernel listeners must leave alone (the operator asked for it).
+func (n *Node) isLocalFace(addr netip.AddrPort) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, f := range n.fwds {
+		if _, ok := f.Listener.(*notFromHost); ok {
+			if ap, err := netip.ParseAddrPort(f.Listener.Addr().String()); err == nil && ap == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Device is the control plane's view of a tailnet device.
@@ -184,7 +202,9 @@ func startFailure(o Options, err error) error {
 }
 
 func (n *Node) sweep() {
-	for _, a := range ShutStrayListeners() {
+	n.sweepMu.Lock()
+	defer n.sweepMu.Unlock()
+	for _, a := range ShutStrayListeners(n.isLocalFace) {
 		n.Log.Info("stopped a kernel listener tsnet opened on a real interface", "addr", a)
 	}
 }
@@ -420,7 +440,9 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 	var ln net.Listener
 	var err error
 	if a.Local != nil {
-		ln, err = a.Local.listen()
+		n.sweepMu.Lock()
+		defer n.sweepMu.Unlock()
+		ln, err = a.Local.listen(n.Log)
 	} else if ln, err = n.Srv.Listen("tcp", fmt.Sprintf(":%d", a.Port)); err != nil {
 		err = coded(ErrListen, "tailnet listen :%d: %w", a.Port, err)
 	}

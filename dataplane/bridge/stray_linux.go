@@ -10,7 +10,8 @@ import (
 )
 
 // ShutStrayListeners stops every TCP listener of this process that is bound
-// to a non-loopback address, and returns what it stopped.
+// to a non-loopback address, except those keep names (the local faces the
+// operator configured), and returns what it stopped.
 //
 // Why: tsnet's peerAPI opens a kernel listener on 0.0.0.0:<port> even in
 // userspace mode, although netstack already serves peerAPI traffic that
@@ -19,7 +20,7 @@ import (
 // this product promises not to have. shutdown(2) on a listening socket
 // moves it out of LISTEN without closing the descriptor, so the Go runtime
 // that owns the fd is never confused by a reused descriptor number.
-func ShutStrayListeners() []string {
+func ShutStrayListeners(keep func(netip.AddrPort) bool) []string {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return nil
@@ -52,7 +53,7 @@ func ShutStrayListeners() []string {
 		default:
 			continue // unix sockets are not network faces
 		}
-		if ap.Addr().IsLoopback() {
+		if ap.Addr().IsLoopback() || (keep != nil && keep(ap)) {
 			continue
 		}
 		if unix.Shutdown(fd, unix.SHUT_RDWR) == nil {

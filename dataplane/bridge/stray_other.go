@@ -2,6 +2,8 @@
 
 package bridge
 
+import "net/netip"
+
 // ShutStrayListeners does nothing off Linux and reports nothing stopped.
 //
 // The Linux version finds tsnet's stray kernel listeners through
@@ -9,4 +11,4 @@ package bridge
 // elsewhere. The bridge is deployed on Linux only; this file lets the
 // package build (and its tests run) on a developer's macOS. Off Linux the
 // peerAPI kernel listener stays open: do not deploy there as-is.
-func ShutStrayListeners() []string { return nil }
+func ShutStrayListeners(keep func(netip.AddrPort) bool) []string { return nil }
