@@ -3,6 +3,7 @@
 // of load stays inside the lab. Each prints one JSON line.
 import { createServer, connect as tcpConnect } from "node:net";
 import { connect } from "@nats-io/transport-node";
+import { wsconnect, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 
 const [mode, ...args] = process.argv.slice(2);
@@ -16,17 +17,28 @@ const summary = (lat: number[]) => {
 };
 const opts = { ignoreClusterUpdates: true, timeout: 10_000 };
 
+/**
+ * A connection by URL scheme: nats:// and tls:// over TCP (tls:// trusts
+ * the CA in BENCH_CA), ws:// and wss:// over WebSocket (wss:// trusts
+ * NODE_EXTRA_CA_CERTS, which the benchmark sets to the same CA).
+ */
+function dial(url: string): Promise<NatsConnection> {
+  if (/^wss?:/.test(url)) return wsconnect({ servers: url, ...opts });
+  const ca = process.env.BENCH_CA;
+  return connect({ servers: url, ...opts, ...(url.startsWith("tls:") && ca && { tls: { caFile: ca } }) });
+}
+
 if (mode === "rr") {
   // rr <requester-url> <responder-url> <count>
   const [reqUrl, repUrl, count] = [args[0]!, args[1]!, Number(args[2])];
-  const rep = await connect({ servers: repUrl, ...opts });
+  const rep = await dial(repUrl);
   rep.subscribe("bench.rr", {
     callback: (_e, m) => {
       m.respond(m.data);
     },
   });
   await rep.flush();
-  const req = await connect({ servers: reqUrl, ...opts });
+  const req = await dial(reqUrl);
   const payload = new Uint8Array(128);
   for (let i = 0; i < 50; i++) await req.request("bench.rr", payload, { timeout: 5000 }); // warm-up
   const lat: number[] = [];

@@ -7,7 +7,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createLogger, binaryPath, REPO_ROOT } from "../controlplane/src/mod.ts";
+import { createLogger, binaryPath, issueCert, REPO_ROOT } from "../controlplane/src/mod.ts";
 import { CLUSTER_TAG, CAPABILITY, DEV_USER, LocalTailnet, namespaceMemory, type Host } from "../localtailnet/mod.ts";
 import { CONN_TAG, FLOOD_TAG, measureConnections, connectionLines, type Connections } from "./connects.ts";
 import { MEM_TAG, measureReleaseVsCheckout, releaseLines, type ReleaseVsCheckout } from "./release-node.ts";
@@ -16,6 +16,9 @@ const run = promisify(execFile);
 const NATS = binaryPath("nats");
 const PROBES = join(REPO_ROOT, "bench", "probes.ts");
 const FAST_TAG = "tag:nats-fast";
+/** Standalone nodes for the other client faces: TLS and WebSocket. */
+const FACES_TAG = "tag:nats-faces";
+const WS_PORT = 8080;
 const SIZES = [
   { label: "16 B", size: "16B", bytes: 16, msgs: 200_000 },
   { label: "1 KiB", size: "1KiB", bytes: 1024, msgs: 100_000 },
@@ -31,6 +34,7 @@ const policy = {
   tagOwners: {
     [CLUSTER_TAG]: [`${DEV_USER}@`],
     [FAST_TAG]: [`${DEV_USER}@`],
+    [FACES_TAG]: [`${DEV_USER}@`],
     [CONN_TAG]: [`${DEV_USER}@`],
     [FLOOD_TAG]: [`${DEV_USER}@`],
     [MEM_TAG]: [`${DEV_USER}@`],
@@ -41,14 +45,21 @@ const policy = {
     {
       action: "accept",
       src: ["autogroup:member"],
-      dst: [`${CLUSTER_TAG}:4222`, `${FAST_TAG}:4222`, `${CONN_TAG}:4222`, "autogroup:member:9999"],
+      dst: [
+        `${CLUSTER_TAG}:4222`,
+        `${FAST_TAG}:4222`,
+        `${CONN_TAG}:4222`,
+        `${FACES_TAG}:4222`,
+        `${FACES_TAG}:${WS_PORT}`,
+        "autogroup:member:9999",
+      ],
     },
     { action: "accept", src: [FLOOD_TAG], dst: [`${CONN_TAG}:4222`] },
   ],
   grants: [
     {
       src: ["autogroup:member"],
-      dst: [CLUSTER_TAG, FAST_TAG, CONN_TAG],
+      dst: [CLUSTER_TAG, FAST_TAG, CONN_TAG, FACES_TAG],
       app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] },
     },
   ],
@@ -57,16 +68,16 @@ const lab = await LocalTailnet.start({ dir, log, policy });
 const results: Record<string, unknown> = {};
 const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
-function inNs(h: Host, cmd: string, args: string[], timeout = 180_000) {
-  return run("ip", ["netns", "exec", h.netns, cmd, ...args], { timeout, maxBuffer: 16 << 20 });
+function inNs(h: Host, cmd: string, args: string[], timeout = 180_000, env: NodeJS.ProcessEnv = process.env) {
+  return run("ip", ["netns", "exec", h.netns, cmd, ...args], { timeout, maxBuffer: 16 << 20, env });
 }
 
 /** nats bench sub on one server, pub on another; the subscriber's rate is the figure. */
-async function pubsub(h: Host, pubUrl: string, subUrl: string, s: (typeof SIZES)[number]) {
+async function pubsub(h: Host, pubUrl: string, subUrl: string, s: (typeof SIZES)[number], extra: string[] = []) {
   const subj = `bench.${s.size}`;
-  const sub = inNs(h, NATS, ["bench", "sub", subj, "-s", subUrl, "--msgs", String(s.msgs), "--size", s.size, "--no-progress"]);
+  const sub = inNs(h, NATS, ["bench", "sub", subj, "-s", subUrl, "--msgs", String(s.msgs), "--size", s.size, "--no-progress", ...extra]);
   await sleep(700); // the subscription must be in place (and propagated over the route) first
-  await inNs(h, NATS, ["bench", "pub", subj, "-s", pubUrl, "--msgs", String(s.msgs), "--size", s.size, "--no-progress"]);
+  await inNs(h, NATS, ["bench", "pub", subj, "-s", pubUrl, "--msgs", String(s.msgs), "--size", s.size, "--no-progress", ...extra]);
   const out = (await sub).stdout;
   const m = /subscriber stats: ([\d,]+) msgs\/sec ~ ([\d.]+) ([KMG]i?B)\/sec/.exec(out);
   if (!m) throw new Error(`cannot read nats bench output: ${out}`);
@@ -74,8 +85,8 @@ async function pubsub(h: Host, pubUrl: string, subUrl: string, s: (typeof SIZES)
   return { msgs_per_s: msgs, mb_per_s: +((msgs * s.bytes) / 1e6).toFixed(1) };
 }
 
-async function probe(h: Host, args: string[]) {
-  const { stdout } = await inNs(h, process.execPath, [PROBES, ...args]);
+async function probe(h: Host, args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const { stdout } = await inNs(h, process.execPath, [PROBES, ...args], 180_000, env);
   return JSON.parse(stdout.trim().split("\n").pop()!);
 }
 
@@ -192,6 +203,35 @@ try {
   const rrTail = await probe(bh, ["rr", p1.url, p2.url, "2000"]);
   results.request_reply = { baseline: rrBase, tailnet: rrTail, p50_ratio: +(rrTail.p50_ms / rrBase.p50_ms).toFixed(1) };
 
+  say("the other client faces: TLS and WebSocket, one node each, beside plain TCP");
+  {
+    const ca = issueCert({ dir: join(dir, "pki"), name: "server", cn: "face", ips: ["127.0.0.1"] });
+    const plainWs = { nats: { standalone: true, websocket_port: WS_PORT } };
+    const tlsWs = { nats: { standalone: true, websocket_port: WS_PORT, tls: { cert_file: ca.cert, key_file: ca.key } } };
+    await Promise.all([
+      lab.startNode("face-plain", { config: { ...plainWs, tailnet: { cluster_tag: FACES_TAG } }, keyTags: [FACES_TAG] }),
+      lab.startNode("face-tls", { config: { ...tlsWs, tailnet: { cluster_tag: FACES_TAG } }, keyTags: [FACES_TAG] }),
+    ]);
+    const faces = [
+      { face: "plain TCP", to: "face-plain:4222", scheme: "nats" },
+      { face: "WebSocket", to: `face-plain:${WS_PORT}`, scheme: "ws" },
+      { face: "TLS", to: "face-tls:4222", scheme: "tls" },
+      { face: "WebSocket over TLS", to: `face-tls:${WS_PORT}`, scheme: "wss" },
+    ];
+    const env = { ...process.env, BENCH_CA: ca.ca, NODE_EXTRA_CA_CERTS: ca.ca };
+    const rows: Array<Record<string, unknown>> = [];
+    for (const [i, f] of faces.entries()) {
+      const p = await lab.startProxy(`face-device-${i}`, { to: f.to, host: bench, port: 14010 + i });
+      const url = p.url.replace(/^nats:/, `${f.scheme}:`);
+      await sleep(500);
+      const one = { label: "1 KiB", size: "1KiB", bytes: 1024, msgs: 100_000 };
+      const tp = await pubsub(bh, url, url, one, f.scheme === "tls" || f.scheme === "wss" ? ["--tlsca", ca.ca] : []);
+      const rr = await probe(bh, ["rr", url, url, "2000"], env);
+      rows.push({ face: f.face, pubsub_1KiB: tp, request_reply: rr });
+    }
+    results.faces = rows;
+  }
+
   say("JetStream R3 publish: sync_interval always vs nats-server's default (2m)");
   const jsAlways = await probe(bh, ["jspub", p1.url, "BENCHALWAYS", "1500"]);
   tc = Date.now();
@@ -259,6 +299,7 @@ const lines = [
   `| memory of nats-1, idle (MiB) | | ${JSON.stringify((results.memory_mib as { idle: unknown }).idle)} | |`,
   `| memory of nats-1, peak under 1 KiB load (MiB) | | ${JSON.stringify((results.memory_mib as { under_load_1KiB_peak: unknown }).under_load_1KiB_peak)} | |`,
   `| bridge memory, 1000 KiB messages: peak, then 5 s after (MiB) | | ${JSON.stringify((results.memory_mib as { large_messages?: { peak: { "nats-tsnet-bridge"?: number }; after_5s: { "nats-tsnet-bridge"?: number } } }).large_messages?.peak["nats-tsnet-bridge"])}, ${JSON.stringify((results.memory_mib as { large_messages?: { after_5s: { "nats-tsnet-bridge"?: number } } }).large_messages?.after_5s["nats-tsnet-bridge"])} | |`,
+  ...faceLines(results.faces as FaceRow[]),
   ...releaseLines(results.release_vs_checkout as ReleaseVsCheckout),
   "",
   "nats-1's bridge CPU under 1 KiB pub/sub load (Go pprof, share of samples):",
@@ -267,3 +308,14 @@ const lines = [
 console.log(lines.join("\n"));
 console.log(["", ...connectionLines(results.connections as Connections)].join("\n"));
 console.log(`\nmachine: ${JSON.stringify(results.machine)}; took ${results.took_s}s; JSON: bench/results/latest.json`);
+
+type FaceRow = { face: string; pubsub_1KiB: { msgs_per_s: number; mb_per_s: number }; request_reply: { p50_ms: number; p99_ms: number } };
+
+/** One row per client face: one node, publisher and subscriber on the same face; ratios to plain TCP. */
+function faceLines(rows: FaceRow[]): string[] {
+  const plain = rows[0]!;
+  return rows.map(
+    (r) =>
+      `| ${r.face}, one node: pub/sub 1 KiB; request-reply p50 / p99 | | ${r.pubsub_1KiB.msgs_per_s.toLocaleString("en")} msg/s (${r.pubsub_1KiB.mb_per_s} MB/s); ${r.request_reply.p50_ms} / ${r.request_reply.p99_ms} ms | ${(r.pubsub_1KiB.msgs_per_s / plain.pubsub_1KiB.msgs_per_s).toFixed(2)} of plain; ${(r.request_reply.p50_ms / plain.request_reply.p50_ms).toFixed(1)}× p50 |`,
+  );
+}
