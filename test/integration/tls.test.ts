@@ -168,6 +168,17 @@ describe("TLS on the client face", () => {
     await nc.close();
   });
 
+  /** Connects to the mTLS face expecting a refusal: the error, or undefined if it connected. */
+  function refusal(opts: Parameters<typeof natsConnect>[1]): Promise<Error | undefined> {
+    return natsConnect(tlsUrl(mutual), { ...opts, reconnect: false }).then(
+      async (nc) => {
+        await nc.close();
+        return undefined;
+      },
+      (e: Error) => e,
+    );
+  }
+
   for (const [name, cert, reason] of [
     ["no certificate", undefined, /a client certificate is required/],
     ["an expired certificate", "late", /"late" is expired/],
@@ -176,17 +187,10 @@ describe("TLS on the client face", () => {
   ] as const) {
     test(`mTLS: ${name} is refused, and the client reads why`, async () => {
       const c = cert ? clients[cert]! : undefined;
-      const err = await natsConnect(tlsUrl(mutual), {
+      const err = await refusal({
         name: `refused-${cert ?? "none"}`,
         tls: { caFile: server.ca, ...(c && { certFile: c.cert, keyFile: c.key }) },
-        reconnect: false,
-      }).then(
-        async (nc) => {
-          await nc.close();
-          return undefined;
-        },
-        (e: Error) => e,
-      );
+      });
       assert.ok(err, "connected");
       assert.match(String(err.message), reason);
       assert.match(String(err.message), /Authorization Violation/);
@@ -201,16 +205,7 @@ describe("TLS on the client face", () => {
 
   test("mTLS with min_version 1.3: a TLS 1.2 client is refused in the handshake", async () => {
     const c = clients.billing!;
-    const err = await natsConnect(tlsUrl(mutual), {
-      tls: { caFile: server.ca, certFile: c.cert, keyFile: c.key, maxVersion: "TLSv1.2" } as never,
-      reconnect: false,
-    }).then(
-      async (nc) => {
-        await nc.close();
-        return undefined;
-      },
-      (e: Error) => e,
-    );
+    const err = await refusal({ tls: { caFile: server.ca, certFile: c.cert, keyFile: c.key, maxVersion: "TLSv1.2" } as never });
     assert.ok(err, "a TLS 1.2 client connected to a 1.3-only face");
   });
 });
