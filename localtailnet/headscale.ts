@@ -20,8 +20,8 @@ export const BASE_DOMAIN = "tailnet.internal";
 export const CAPABILITY = "nats-tsnet.dev/cap/nats";
 
 /**
- * The reference design's ACL, plus the monitoring port for members, plus
- * one grant: on this private dev tailnet every member may do anything in
+ * The reference design's ACL, plus the monitoring port and the WebSocket
+ * port dev and the tests use (8080) for members, plus one grant: on this private dev tailnet every member may do anything in
  * NATS (auth mode tailnet is on; a real tailnet grants far less).
  */
 export function defaultPolicy(tag = CLUSTER_TAG): Record<string, unknown> {
@@ -29,7 +29,7 @@ export function defaultPolicy(tag = CLUSTER_TAG): Record<string, unknown> {
     tagOwners: { [tag]: [`${DEV_USER}@`] },
     acls: [
       { action: "accept", src: [tag], dst: [`${tag}:4222`, `${tag}:6222`, `${tag}:8222`] },
-      { action: "accept", src: ["autogroup:member"], dst: [`${tag}:4222`, `${tag}:8222`] },
+      { action: "accept", src: ["autogroup:member"], dst: [`${tag}:4222`, `${tag}:8222`, `${tag}:8080`] },
     ],
     grants: [{ src: ["autogroup:member"], dst: [tag], app: { [CAPABILITY]: [{ pub: { allow: [">"] }, sub: { allow: [">"] } }] } }],
   };

@@ -40,8 +40,13 @@ export interface Verdict extends Counts {
   divergent: number;
   /** Why nothing could be read at all ("stream not found", "no leader"), if so. */
   unavailable?: string;
-  /** Replicas that could not be made leader and read. */
-  unreadable: string[];
+  /**
+   * Replicas that could not be made leader and read, and why. Such a copy
+   * counts as divergent only if its server's own state (as `nats stream
+   * report` shows it) differs from the copies that were read; otherwise
+   * its content is unverified, and the verdict says so.
+   */
+  unreadable: Record<string, string>;
   lost_sample: number[];
   replicas: Record<string, ReplicaCopy>;
   /** Each server's own /jsz view of the stream: messages, first and last sequence. */
@@ -62,14 +67,14 @@ export async function check(env: CheckerEnv, load: Load): Promise<Verdict> {
     return { ...streamGone(load, "no leader"), server_state: await serverStates(env, ["nats-1", "nats-2", "nats-3"], load.stream) };
   const servers = [info.cluster!.leader!, ...(info.cluster!.replicas ?? []).map((r) => r.name)].sort();
   const replicas: Record<string, ReplicaCopy> = {};
-  const unreadable: string[] = [];
+  const unreadable: Record<string, string> = {};
   let worst: { lost: number; sample: number[] } = { lost: 0, sample: [] };
   for (const server of servers) {
-    const copy = await readReplica(env, load.stream, server).catch(() => null);
-    if (!copy) {
-      unreadable.push(server);
-      continue;
-    }
+    const copy = await readReplica(env, load.stream, server).catch((e: Error) => {
+      unreadable[server] = e.message;
+      return null;
+    });
+    if (!copy) continue;
     const judged = judge(copy, load);
     replicas[server] = judged.copy;
     if (judged.copy.lost >= worst.lost) worst = { lost: judged.copy.lost, sample: judged.sample };
@@ -77,6 +82,13 @@ export async function check(env: CheckerEnv, load: Load): Promise<Verdict> {
   const copies = Object.values(replicas);
   const max = (f: (c: ReplicaCopy) => number) => Math.max(0, ...copies.map(f));
   const server_state = await serverStates(env, servers, load.stream);
+  // An unread copy whose server reports what every read copy holds.
+  const sameState = (n: string) =>
+    copies.length > 0 &&
+    copies.every((c) => {
+      const st = server_state[n];
+      return st && st.messages === c.messages && st.first_seq === c.first_seq && st.last_seq === c.last_seq;
+    });
   return {
     acked: load.acked.size,
     lost: copies.length ? max((c) => c.lost) : load.acked.size,
@@ -85,7 +97,7 @@ export async function check(env: CheckerEnv, load: Load): Promise<Verdict> {
     gaps: max((c) => c.gaps),
     phantom: max((c) => c.phantom),
     unacked_stored: max((c) => c.unacked_stored),
-    divergent: new Set(copies.map((c) => c.digest)).size - 1 + unreadable.length,
+    divergent: new Set(copies.map((c) => c.digest)).size - 1 + Object.keys(unreadable).filter((n) => !sameState(n)).length,
     unreadable,
     lost_sample: worst.sample,
     replicas,
@@ -129,7 +141,7 @@ function streamGone(load: Load, why: string): Verdict {
     phantom: 0,
     unacked_stored: 0,
     divergent: 0,
-    unreadable: [],
+    unreadable: {},
     lost_sample: [...load.acked.keys()].slice(0, 10),
     replicas: {},
     server_state: {},
@@ -138,25 +150,32 @@ function streamGone(load: Load, why: string): Verdict {
 
 /** Makes `server` the stream's leader and reads the whole stream from it. */
 async function readReplica(env: CheckerEnv, stream: string, server: string): Promise<Array<[number, string]>> {
+  let last = "";
   await eventually(
     async () => {
       const info = await env.jsm.streams.info(stream);
       if (info.cluster?.leader === server) return info;
+      const replica = info.cluster?.replicas?.find((r) => r.name === server);
+      last = `leader ${info.cluster?.leader ?? "none"} sees ${server} ${replica?.current ? "current" : `behind (lag ${replica?.lag ?? "?"}, active ${replica?.active ?? "?"} ns)`}`;
       // Ask only once the leader sees that replica current: a stepdown to a
       // replica that is not goes to any other, and leadership moving again
       // and again would keep a late replica from catching up.
-      if (!info.cluster?.replicas?.find((r) => r.name === server)?.current) return undefined;
+      if (!replica?.current) return undefined;
       // A preferred leader: nats-server hands leadership to that replica.
-      await env.nc
+      const r = await env.nc
         .request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, JSON.stringify({ placement: { preferred: server } }), { timeout: 5000 })
-        .catch(() => {});
+        .then((m) => m.json<{ error?: { description?: string } }>().error?.description)
+        .catch((e: Error) => e.message);
+      if (r) last += `; stepdown refused: ${r}`;
       await sleep(1000);
       return undefined;
     },
     // Leadership goes only to a current replica: give a late one time.
     180_000,
     `${server} leads stream ${stream}`,
-  );
+  ).catch((e: Error) => {
+    throw new Error(`${e.message} (${last})`);
+  });
   const info = await env.jsm.streams.info(stream);
   return withTimeout(readAll(env.nc, stream, info.state.last_seq), 120_000, `stream ${stream} read from ${server}`);
 }

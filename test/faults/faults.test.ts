@@ -105,6 +105,7 @@ describe("faults under acked load", () => {
       phantom: v.phantom,
       divergent: v.divergent,
       unacked_stored: v.unacked_stored,
+      ...(Object.keys(v.unreadable).length && { unread_copies: v.unreadable }),
     };
   }
 

@@ -16,18 +16,21 @@ const INBOX = "_INBOX_local_3adocker"; // the face's own inbox prefix (policy.ts
 // its rights; prints what happened as JSON.
 const APP = `
 const { connect } = require("@nats-io/transport-node");
+const out = {};
+setTimeout(() => { out.stuck = true; console.log(JSON.stringify(out)); process.exit(0); }, 20000);
 (async () => {
-  const out = {};
   try {
     const nc = await connect({ servers: process.argv[1], name: "ctr-app", timeout: 10000, maxReconnectAttempts: 0, ignoreClusterUpdates: true, inboxPrefix: process.argv[2] });
+    out.connected = true;
     const sub = nc.subscribe("ctr.echo", { max: 1 });
-    (async () => { for await (const m of sub) m.respond(m.data); })();
+    (async () => { for await (const m of sub) m.respond(m.data); })().catch(() => {});
     out.echo = (await nc.request("ctr.echo", "from a container", { timeout: 5000 })).string();
     const other = nc.subscribe("other.>");
     out.other = String(await Promise.race([other.closed, new Promise((r) => setTimeout(() => r("open"), 3000))]));
     await nc.close();
   } catch (e) { out.error = String(e.message); }
   console.log(JSON.stringify(out));
+  process.exit(0);
 })();
 `;
 
@@ -69,7 +72,14 @@ describe("local faces", () => {
     });
     dockerBridge("nats-1");
     dockerBridge("nats-2");
-    const rule = { faces: ["docker"], sources: ["172.17.0.0/16"], pub: { allow: ["ctr.>"] }, sub: { allow: ["ctr.>"] } };
+    // resp: the app answers its own requests, whose reply subjects are in its inbox.
+    const rule = {
+      faces: ["docker"],
+      sources: ["172.17.0.0/16"],
+      pub: { allow: ["ctr.>"] },
+      sub: { allow: ["ctr.>"] },
+      resp: { max: 1, ttl: "10s" },
+    };
     await Promise.all([
       t.tailnet.startNode("nats-1", { config: { nats: { standalone: true, local_faces: [FACE] }, auth: { rules: [rule] } } }),
       t.tailnet.startNode("nats-2", { config: { nats: { standalone: true, local_faces: [FACE] } } }),
@@ -92,12 +102,16 @@ describe("local faces", () => {
     assert.equal(r.echo, "from a container", JSON.stringify(r));
     assert.match(String(r.other), /permissions violation/i, "other.> is not the rule's");
     const lines = t.tailnet.nodes.get("nats-1")!.lines;
-    assert.ok(
-      lines.some((l) => l.msg === "auth decision" && l.decision === "allow" && l.who === "local:docker (172.17.0.2)"),
+    await eventually(
+      () => lines.some((l) => l.msg === "auth decision" && l.decision === "allow" && l.who === "local:docker (172.17.0.2)"),
+      10_000,
       "the callout names the face and the caller",
     );
     // Said at start, loudly: this node listens on a host address.
-    assert.ok(lines.some((l) => Number(l.level) === 40 && l.face === "docker" && String(l.msg).includes("not tailnet devices")));
+    assert.ok(
+      lines.some((l) => Number(l.level) === 40 && l.face === "docker" && String(l.msg).includes("not tailnet devices")),
+      `the start-up warning: ${JSON.stringify(lines.filter((l) => l.face))}`,
+    );
   });
 
   test("without a rule naming the face, the container is refused and reads why", () => {
@@ -106,10 +120,14 @@ describe("local faces", () => {
     assert.match(String(r.error), /no rule admits local:docker \(172\.17\.0\.2\)/);
   });
 
-  test("a process on the node's own host is refused on the face (it is no way around loopback)", () => {
+  test("a process on the node's own host is refused on the face (it is no way around loopback)", async () => {
     const r = app(t.tailnet.net.hosts.get("nats-1")!.netns);
     assert.ok(!r.echo, JSON.stringify(r));
     assert.match(String(r.error), /./);
-    assert.ok(t.tailnet.nodes.get("nats-1")!.lines.some((l) => l.code === "ERR_LOCAL_FROM_HOST"));
+    await eventually(
+      () => t.tailnet.nodes.get("nats-1")!.lines.some((l) => l.code === "ERR_LOCAL_FROM_HOST"),
+      10_000,
+      "ERR_LOCAL_FROM_HOST logged",
+    );
   });
 });
