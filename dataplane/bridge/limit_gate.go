@@ -77,6 +77,9 @@ type callerConn struct {
 
 func (c *callerConn) CloseWrite() error { return halfClose(c.Conn) }
 
+// Unwrap gives the connection the guard wrapped (asWebSocket looks through it).
+func (c *callerConn) Unwrap() net.Conn { return c.Conn }
+
 func (c *callerConn) labelOf(string) string { return c.label }
 
 // who is the caller for log lines.

@@ -164,7 +164,7 @@ func hello(client net.Conn, ur *bufio.Reader, sec *tlsFace) (net.Conn, string, e
 	if !ok || json.Unmarshal(bytes.TrimSpace(infoBody), &fields) != nil || fields.Nonce == "" {
 		return nil, "", errors.New("server INFO carries no nonce: is nats-server configured with this bridge as a trusted proxy?")
 	}
-	if _, ok := client.(*wsConn); ok {
+	if _, ok := asWebSocket(client); ok {
 		// WebSocket (its TLS, if any, is the HTTP server's): no TCP URLs.
 		if info, err = wsInfo(info); err != nil {
 			return nil, "", err

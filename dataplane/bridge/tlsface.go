@@ -315,12 +315,11 @@ func (f *tlsFace) clientIdentity(c net.Conn, now time.Time) (*CertIdentity, stri
 		return nil, ""
 	}
 	var certs []*x509.Certificate
-	switch tc := c.(type) {
-	case *tls.Conn:
+	if ws, ok := asWebSocket(c); ok {
+		certs = ws.certs // WSS: the HTTP server did the handshake
+	} else if tc, ok := c.(*tls.Conn); ok {
 		certs = tc.ConnectionState().PeerCertificates
-	case *wsConn: // WSS: the HTTP server did the handshake
-		certs = tc.certs
-	default:
+	} else {
 		return nil, "no TLS connection"
 	}
 	if len(certs) == 0 {

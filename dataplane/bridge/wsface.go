@@ -182,6 +182,21 @@ type wsConn struct {
 	certs []*x509.Certificate
 }
 
+// asWebSocket finds the WebSocket under the wrappers the client face puts
+// around a connection (the guard's callerConn).
+func asWebSocket(c net.Conn) (*wsConn, bool) {
+	for {
+		switch x := c.(type) {
+		case *wsConn:
+			return x, true
+		case interface{ Unwrap() net.Conn }:
+			c = x.Unwrap()
+		default:
+			return nil, false
+		}
+	}
+}
+
 // wsInfo keeps nats-server's TCP client URLs from a WebSocket client: it
 // could not use them. It gets none, and reconnects to the servers it was
 // given.

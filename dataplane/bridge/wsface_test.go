@@ -3,11 +3,13 @@ package bridge
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +27,13 @@ func wsSetup(t *testing.T, face *WebSocketFace) (string, chan string) {
 	}
 	ln := newWSListener(tcp, face, nil, func() []string { return []string{"nats-1.tail.example", "nats-1"} }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { ln.Close() })
+	return wsServe(t, ln, nil)
+}
+
+// wsServe runs accepted WebSocket connections through signClient as the
+// client face does: wrapped by the guard (callerConn), with sec for WSS.
+func wsServe(t *testing.T, ln net.Listener, sec *tlsFace) (string, chan string) {
+	t.Helper()
 	s, _ := NewSigner()
 	connects := make(chan string, 4)
 	go func() {
@@ -39,10 +48,10 @@ func wsSetup(t *testing.T, face *WebSocketFace) (string, chan string) {
 				l, _ := readLine(bufio.NewReader(upFar))
 				connects <- string(l)
 			}()
-			go func() { _, _, _ = s.signClient(c, up, &clientFace{}) }()
+			go func() { _, _, _ = s.signClient(&callerConn{Conn: c}, up, &clientFace{tls: sec}) }()
 		}
 	}()
-	return tcp.Addr().String(), connects
+	return ln.Addr().String(), connects
 }
 
 func wsDial(t *testing.T, addr string, h http.Header) (net.Conn, *http.Response, error) {
@@ -151,5 +160,65 @@ func TestWebSocketFaceValidate(t *testing.T) {
 	a := ListenArgs{Name: "ws", Port: 8080, Target: "127.0.0.1:14222", WebSocket: &WebSocketFace{}}
 	if codeOf(a.Validate()) != ErrBadArgs {
 		t.Error("webSocket without signClients validated")
+	}
+}
+
+func TestWebSocketOverTLSWithClientCertificates(t *testing.T) {
+	p := newTestPKI(t)
+	cert, key := p.serverFiles(t, 10)
+	sec := newFace(t, &ClientTLS{CertFile: cert, KeyFile: key, ClientCAFile: filepath.Join(p.dir, "ca.pem")})
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newWSListener(tcp, &WebSocketFace{}, sec, func() []string { return nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { ln.Close() })
+	addr, connects := wsServe(t, ln, sec)
+	dial := func(certs ...tls.Certificate) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		t.Cleanup(cancel)
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: clientConfig(p, certs...)}}
+		c, _, err := websocket.Dial(ctx, "wss://"+addr, &websocket.DialOptions{HTTPClient: hc})
+		if err != nil {
+			return nil, err
+		}
+		return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+	}
+	hello := func(c net.Conn) (info, after string) {
+		r := bufio.NewReader(c)
+		info, _ = r.ReadString('\n')
+		_, _ = c.Write([]byte(`CONNECT {"verbose":false}` + "\r\n"))
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		after, _ = r.ReadString('\n')
+		return info, after
+	}
+	// A certificate from the CA: INFO in WebSocket messages (no TLS inside), no TCP URLs, the identity asserted.
+	good := p.issue(t, certSpec{cn: "browser-app", serial: 40, client: true})
+	c, err := dial(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, after := hello(c)
+	c.Close()
+	if !strings.HasPrefix(info, "INFO ") || strings.Contains(info, "connect_urls") || after != "" {
+		t.Fatalf("INFO %q, then %q", info, after)
+	}
+	select {
+	case got := <-connects:
+		if !strings.Contains(got, `browser-app`) {
+			t.Errorf("no certificate assertion in %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no CONNECT reached nats-server")
+	}
+	// None: refused with the reason, in a WebSocket message.
+	c, err = dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after = hello(c)
+	c.Close()
+	if !strings.Contains(after, "a client certificate is required") {
+		t.Errorf("without a certificate the client read %q", after)
 	}
 }

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { wsconnect } from "@nats-io/nats-core";
@@ -57,9 +58,10 @@ describe("the WebSocket face", () => {
   before(async () => {
     t = await startTestTailnet("websocket");
     // Pages from the browser host's own page server (any port there) may connect.
-    await t.tailnet.startNode("nats-1", {
-      config: { nats: { standalone: true, websocket_port: WS_PORT, websocket_origins: ["127.0.0.1:*"] } },
-    });
+    // Two nodes in a cluster: nats-server then offers clients the other's TCP URL, which a WebSocket client must not get.
+    const config = { nats: { websocket_port: WS_PORT, websocket_origins: ["127.0.0.1:*"] } };
+    await Promise.all([t.tailnet.startNode("nats-1", { config }), t.tailnet.startNode("nats-2", { config })]);
+    await t.tailnet.waitForCluster(["nats-1", "nats-2"]);
     await t.tailnet.startProxy("browser-proxy", { to: `nats-1:${WS_PORT}`, host: "browser", port: PROXY_PORT });
     netns = t.tailnet.net.hosts.get("browser")!.netns;
   });
@@ -89,7 +91,16 @@ describe("the WebSocket face", () => {
       for await (const m of sub) m.respond(m.data);
     })();
     assert.equal((await nc.request("ws.echo", "over websocket", { timeout: 5000 })).string(), "over websocket");
-    assert.equal(nc.info?.connect_urls, undefined, "a WebSocket client gets no TCP URLs");
+    // INFO as the WebSocket client reads it, beside what a TCP client reads from the same node.
+    const wsInfo = await firstLine(new WebSocket(url));
+    assert.ok(wsInfo.startsWith("INFO "), wsInfo);
+    assert.ok(!wsInfo.includes("connect_urls"), `a WebSocket client gets no TCP URLs: ${wsInfo}`);
+    const tcp = await t.tailnet.startProxy("tcp-laptop", { to: "nats-1:4222" });
+    assert.match(
+      await tcpFirstLine(tcp.url),
+      /"connect_urls":\[[^\]]*nats-2/,
+      "a TCP client does get them (so the check above means something)",
+    );
     const connz = await t.tailnet.monitor<{ connections: Array<{ name?: string }> }>("nats-1", "/connz");
     assert.ok(
       connz.connections.some((c) => /\(ws-laptop\) js-ws$/.test(c.name ?? "")),
@@ -97,6 +108,35 @@ describe("the WebSocket face", () => {
     );
     await nc.close();
   });
+
+  /** The first line a WebSocket sends (the server's INFO). */
+  function firstLine(ws: WebSocket): Promise<string> {
+    ws.binaryType = "arraybuffer";
+    return new Promise((resolve, reject) => {
+      ws.onmessage = (e) => {
+        resolve(new TextDecoder().decode(e.data as ArrayBuffer).split("\r\n")[0]!);
+        ws.close();
+      };
+      ws.onerror = () => reject(new Error("websocket error"));
+    });
+  }
+
+  /** The first line a TCP NATS URL sends. */
+  function tcpFirstLine(url: string): Promise<string> {
+    const u = new URL(url);
+    return new Promise((resolve, reject) => {
+      const s = createConnection(Number(u.port), u.hostname);
+      let buf = "";
+      s.on("data", (d) => {
+        buf += d.toString();
+        if (buf.includes("\r\n")) {
+          resolve(buf.split("\r\n")[0]!);
+          s.destroy();
+        }
+      });
+      s.on("error", reject);
+    });
+  }
 
   /** Opens the page in headless Chromium from origin host:PAGE_PORT; what the page reported. */
   async function browse(
