@@ -2,12 +2,14 @@
 // the nats CLI) over the tailnet, with the upgrade after INFO and with TLS
 // first; and client certificates (mTLS), each refusal told to the client.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { binaryPath, issueCert, type CertFiles } from "../../controlplane/src/mod.ts";
-import type { LabProxy } from "../../localtailnet/mod.ts";
+import { credsAuthenticator } from "@nats-io/transport-node";
+import { CLI, type LabProxy } from "../../localtailnet/mod.ts";
 import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 describe("TLS on the client face", () => {
@@ -82,6 +84,17 @@ describe("TLS on the client face", () => {
       const r = natsCli(["-s", tlsUrl(tlsOnly), "--tlsca", server.ca, ...first, "pub", "tls.cli", "hello"]);
       assert.equal(r.status, 0, `nats pub ${first.join(" ")}: ${r.out}`);
     }
+  });
+
+  test("with TLS on, a local process on the node's host is still refused on nats-server's loopback port", () => {
+    const host = t.tailnet.nodes.get("nats-1")!.host;
+    const r = spawnSync("ip", ["netns", "exec", host.netns, binaryPath("nats"), "-s", "nats://127.0.0.1:14222", "pub", "x", "y"], {
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, HOME: t.dir },
+    });
+    assert.notEqual(r.status, 0, "a local process published over loopback");
+    assert.match(`${r.stdout}${r.stderr}`, /Authorization Violation/i);
   });
 
   test("a client speaking plain NATS to a TLS face is told TLS is required", async () => {
@@ -209,5 +222,84 @@ describe("TLS on the client face", () => {
     const c = clients.billing!;
     const err = await refusal({ tls: { caFile: server.ca, certFile: c.cert, keyFile: c.key, maxVersion: "TLSv1.2" } as never });
     assert.ok(err, "a TLS 1.2 client connected to a 1.3-only face");
+  });
+});
+
+describe("mTLS in auth mode operator: the certificate and the credentials", () => {
+  let t: TestTailnet;
+  let proxy: LabProxy;
+  let ca: CertFiles;
+  let client: CertFiles;
+  let creds: string;
+
+  const cli = (args: string[]) => execFileSync(process.execPath, [CLI, ...args], { encoding: "utf8" }).trim();
+
+  before(async () => {
+    t = await startTestTailnet("tls-operator");
+    const store = join(t.dir, "auth");
+    cli(["auth", "init", "--dir", store, "--operator", "acme-ops"]);
+    cli(["auth", "account", "add", "ACME", "--dir", store]);
+    creds = cli([
+      "auth",
+      "user",
+      "add",
+      "alice",
+      "--account",
+      "ACME",
+      "--dir",
+      store,
+      "--pub-allow",
+      "orders.>,_INBOX.>",
+      "--sub-allow",
+      "orders.>,_INBOX.>",
+    ]);
+    const pki = join(t.dir, "pki");
+    ca = issueCert({ dir: pki, name: "server", cn: "nats", dns: ["localhost"], ips: ["127.0.0.1"] });
+    client = issueCert({ dir: pki, name: "alice", cn: "alice", client: true });
+    const config = {
+      auth: { mode: "operator", operator_dir: store },
+      nats: { tls: { cert_file: ca.cert, key_file: ca.key, client_ca_file: ca.ca } },
+    };
+    await Promise.all(["nats-1", "nats-2"].map((n) => t.tailnet.startNode(n, { config })));
+    await t.tailnet.waitForCluster(["nats-1", "nats-2"]);
+    const node1 = t.tailnet.nodes.get("nats-1")!;
+    execFileSync("ip", ["netns", "exec", node1.host.netns, process.execPath, CLI, "auth", "push", "--config", node1.configPath]);
+    proxy = await t.tailnet.startProxy("client-1", { to: "nats-2:4222" });
+  });
+
+  after(async () => {
+    await t?.cleanup();
+  });
+
+  const url = () => proxy.url.replace(/^nats:/, "tls:");
+  const attempt = (withCert: boolean, withCreds: boolean) =>
+    natsConnect(url(), {
+      reconnect: false,
+      tls: { caFile: ca.ca, ...(withCert && { certFile: client.cert, keyFile: client.key }) },
+      ...(withCreds && { authenticator: credsAuthenticator(readFileSync(creds)) }),
+    });
+
+  test("a certificate from the CA and the user's credentials: in, with the credentials' rights", async () => {
+    const nc = await eventually(() => attempt(true, true), 30_000, "alice connects");
+    const sub = nc.subscribe("orders.>", { max: 1 });
+    nc.publish("orders.1", "one");
+    for await (const m of sub) assert.equal(m.subject, "orders.1");
+    await nc.close();
+  });
+
+  test("the credentials without a certificate: refused, and told why", async () => {
+    const err = await attempt(false, true).then(
+      async (nc) => void (await nc.close()),
+      (e: Error) => e,
+    );
+    assert.match(String(err?.message), /a client certificate is required/);
+  });
+
+  test("a certificate without credentials: refused by the operator's rules", async () => {
+    const err = await attempt(true, false).then(
+      async (nc) => void (await nc.close()),
+      (e: Error) => e,
+    );
+    assert.match(String(err?.message), /Authorization Violation/i);
   });
 });

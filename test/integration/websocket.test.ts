@@ -4,13 +4,13 @@
 // of its own (a network namespace with no route off this machine), beside
 // the page's server and a tailnet proxy to the node's WebSocket port.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { wsconnect } from "@nats-io/nats-core";
-import { eachLine } from "../../controlplane/src/mod.ts";
+import { eachLine, REPO_ROOT } from "../../controlplane/src/mod.ts";
 import { eventually, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const WS_PORT = 8080;
@@ -191,5 +191,16 @@ describe("the WebSocket face", () => {
   test("with the WebSocket face on, nothing new listens on the node's host: loopback stays closed", () => {
     const ss = t.tailnet.net.exec("nats-1", "ss", ["-Hltn"]);
     assert.ok(!new RegExp(`:${WS_PORT}\\b`).test(ss), `a local listener on ${WS_PORT}: ${ss}`);
+    // And nats-server's loopback client port still refuses a local process
+    // (a nats.js client that never tries the cluster's tailnet names from there).
+    const host = t.tailnet.nodes.get("nats-1")!.host;
+    const script = `require("@nats-io/transport-node").connect({ servers: "127.0.0.1:14222", reconnect: false, ignoreClusterUpdates: true })
+      .then(() => console.log("CONNECTED"), (e) => console.log("REFUSED " + e.message))`;
+    const out = execFileSync("ip", ["netns", "exec", host.netns, process.execPath, "-e", script], {
+      encoding: "utf8",
+      cwd: REPO_ROOT,
+      timeout: 30_000,
+    });
+    assert.match(out, /^REFUSED .*Authorization Violation/im, out);
   });
 });
