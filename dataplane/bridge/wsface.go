@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -206,5 +205,3 @@ func wsInfo(info []byte) ([]byte, error) {
 		dropField(m, "ws_connect_urls")
 	})
 }
-
-func (w *WebSocketFace) String() string { return fmt.Sprintf("websocket(origins %v)", w.Origins) }

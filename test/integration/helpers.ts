@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect as tcpConnect } from "node:net";
-import { createLogger } from "../../controlplane/src/mod.ts";
+import { createLogger, deepMerge } from "../../controlplane/src/mod.ts";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { LocalTailnet, type LabProxy } from "../../localtailnet/mod.ts";
 
@@ -119,9 +119,9 @@ export function socks5Connect(proxyPort: number, host: string, port: number): Pr
   });
 }
 
-/** Auth mode operator on two clustered nodes sharing the store, and a client device that reaches nats-2. */
-export async function startOperatorPair(t: TestTailnet, store: string): Promise<LabProxy> {
-  const config = { auth: { mode: "operator", operator_dir: store } };
+/** Auth mode operator on two clustered nodes sharing the store (more config merged in), and a client device that reaches nats-2. */
+export async function startOperatorPair(t: TestTailnet, store: string, more: Record<string, unknown> = {}): Promise<LabProxy> {
+  const config = deepMerge({ auth: { mode: "operator", operator_dir: store } }, more);
   await Promise.all(["nats-1", "nats-2"].map((n) => t.tailnet.startNode(n, { config })));
   await t.tailnet.waitForCluster(["nats-1", "nats-2"]);
   return t.tailnet.startProxy("client-1", { to: "nats-2:4222" });

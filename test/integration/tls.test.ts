@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { binaryPath, issueCert, type CertFiles } from "../../controlplane/src/mod.ts";
 import { credsAuthenticator } from "@nats-io/transport-node";
 import { CLI, type LabProxy } from "../../localtailnet/mod.ts";
-import { eventually, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
+import { eventually, natsConnect, startOperatorPair, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 describe("TLS on the client face", () => {
   let t: TestTailnet;
@@ -256,15 +256,9 @@ describe("mTLS in auth mode operator: the certificate and the credentials", () =
     const pki = join(t.dir, "pki");
     ca = issueCert({ dir: pki, name: "server", cn: "nats", dns: ["localhost"], ips: ["127.0.0.1"] });
     client = issueCert({ dir: pki, name: "alice", cn: "alice", client: true });
-    const config = {
-      auth: { mode: "operator", operator_dir: store },
-      nats: { tls: { cert_file: ca.cert, key_file: ca.key, client_ca_file: ca.ca } },
-    };
-    await Promise.all(["nats-1", "nats-2"].map((n) => t.tailnet.startNode(n, { config })));
-    await t.tailnet.waitForCluster(["nats-1", "nats-2"]);
+    proxy = await startOperatorPair(t, store, { nats: { tls: { cert_file: ca.cert, key_file: ca.key, client_ca_file: ca.ca } } });
     const node1 = t.tailnet.nodes.get("nats-1")!;
     execFileSync("ip", ["netns", "exec", node1.host.netns, process.execPath, CLI, "auth", "push", "--config", node1.configPath]);
-    proxy = await t.tailnet.startProxy("client-1", { to: "nats-2:4222" });
   });
 
   after(async () => {

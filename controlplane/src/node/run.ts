@@ -205,15 +205,16 @@ class NodeRuntime {
       ...(this.config.auth.mode !== "operator" && { clientQuota: identityQuota(this.config.auth, undefined) }),
       // One device must not keep everyone else's connections out.
       limits: deviceLimits(nats.device_limits),
-      // Mode tailnet: a caller no grant or rule admits is refused before the callout is asked.
-      ...(this.config.auth.mode === "tailnet" && { grantGate: this.auth.policy!.grantGate(this.config.auth) }),
       // TLS is terminated by the bridge: proxy_sig travels inside CONNECT.
       ...(nats.tls && { tls: clientTLS(nats.tls) }),
     };
-    await b.listen({ name: "client", port: nats.client_port, ...clientFace });
+    // Mode tailnet: a caller no grant or rule admits is refused before the
+    // callout is asked. Tailnet faces only: the gate asks the tailnet who calls.
+    const gate = this.config.auth.mode === "tailnet" ? this.auth.policy!.grantGate(this.config.auth) : undefined;
+    const tailnetFace = { ...clientFace, ...(gate && { grantGate: gate }) };
+    await b.listen({ name: "client", port: nats.client_port, ...tailnetFace });
     // Local faces: the same face on addresses of this host, for callers that
-    // are not tailnet devices; no grant gate (it asks the tailnet), rules decide.
-    const { grantGate: _gate, ...localFace } = clientFace as typeof clientFace & { grantGate?: unknown };
+    // are not tailnet devices; rules naming the face decide.
     for (const f of nats.local_faces) {
       this.log.warn(
         { face: f.name, listen: f.listen },
@@ -222,13 +223,13 @@ class NodeRuntime {
       await b.listen({
         name: `local:${f.name}`,
         port: Number(f.listen.split(":").pop()),
-        ...localFace,
+        ...clientFace,
         local: { listen: f.listen, face: f.name },
       });
     }
     // The same face for WebSocket clients: the same guard, signature, quotas and TLS.
     if (nats.websocket_port > 0) {
-      await b.listen({ name: "websocket", port: nats.websocket_port, ...clientFace, webSocket: { origins: [...nats.websocket_origins] } });
+      await b.listen({ name: "websocket", port: nats.websocket_port, ...tailnetFace, webSocket: { origins: [...nats.websocket_origins] } });
     }
     if (nats.monitor_port > 0) {
       await b.listen({ name: "monitor", port: nats.monitor_port, target: `127.0.0.1:${nats.loopback.monitor_port}` });
