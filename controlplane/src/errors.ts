@@ -75,7 +75,7 @@ export const CODES = {
     "ERR_AUTH_PUSH", // the cluster refused an account JWT
     "ERR_STORE_DAMAGED", // logged, never an exit: nats-server found part of its JetStream store damaged and cut it back, rebuilt or reset it
     "ERR_STORE_FULL", // logged, never an exit: the disk under the JetStream store is full; JetStream is off on this node until there is room
-    "ERR_NODE_REMOVED", // logged, never an exit: this server was removed from the meta group (peer remove) and JetStream is off on it
+    "ERR_NODE_REMOVED", // logged, never an exit: this server was removed from the meta group (peer remove): JetStream off on it, or the meta leader does not list it
   ],
   // The bridge's control protocol (dataplane/bridge/codes.go).
   bridge: [

@@ -3,10 +3,9 @@
 // loopback; they never touch the tailnet themselves.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import type { Config } from "../config/mod.ts";
 import type { Device } from "../bridge-client/client.ts";
-import { systemCredentials } from "../auth/secrets.ts";
+import { metaLeaderView, sysConnect, type MetaView } from "../observe/sys.ts";
 import { OperationError } from "../errors.ts";
 import { localGet } from "../util/http.ts";
 import { readStoreHealth, type StoreHealthFile } from "../node/store-health.ts";
@@ -30,26 +29,16 @@ function readStatus(config: Config): { self: Device; peers: Device[]; routes: Ar
   }
 }
 
-async function sysConnect(config: Config) {
-  const base = { servers: `127.0.0.1:${config.nats.loopback.client_port}`, name: "nats-tsnet peer", ignoreClusterUpdates: true };
-  const c = systemCredentials(config);
-  return connect("creds" in c ? { ...base, authenticator: credsAuthenticator(c.creds) } : { ...base, ...c });
-}
-
 /**
- * The meta group as its leader sees it: only the leader knows every
- * member's state (a follower's /jsz lists no replicas), so ask the leader
- * through the system account.
+ * The meta group as its leader sees it (only the leader knows every
+ * member's state), or this server's own view when no leader answers.
  */
-async function metaGroup(
-  config: Config,
-): Promise<{ leader?: string; replicas?: Array<{ name: string; current: boolean; offline?: boolean }> }> {
-  const nc = await sysConnect(config);
+async function metaGroup(config: Config): Promise<MetaView> {
+  const nc = await sysConnect(config, "nats-tsnet peer");
   try {
-    const r = await nc.request("$SYS.REQ.SERVER.PING.JSZ", JSON.stringify({ leader_only: true }), { timeout: 5000 });
-    return r.json<{ data?: { meta_cluster?: any } }>().data?.meta_cluster ?? {};
-  } catch {
-    return (await getJSON(config.nats.loopback.monitor_port, "/jsz").catch(() => ({}))).meta_cluster ?? {};
+    return (
+      (await metaLeaderView(nc, 5000)) ?? (await getJSON(config.nats.loopback.monitor_port, "/jsz").catch(() => ({}))).meta_cluster ?? {}
+    );
   } finally {
     await nc.close();
   }
@@ -129,7 +118,7 @@ function storeLines(l: Awaited<ReturnType<typeof peerList>>): string[] {
  * done automatically: only an operator knows a peer will not come back.
  */
 export async function peerRemove(config: Config, name: string): Promise<void> {
-  const nc = await sysConnect(config);
+  const nc = await sysConnect(config, "nats-tsnet peer");
   try {
     const r = await nc.request("$JS.API.SERVER.REMOVE", JSON.stringify({ peer: name }), { timeout: 10_000 });
     const body = r.json<{ success?: boolean; error?: { description: string } }>();

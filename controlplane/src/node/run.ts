@@ -30,6 +30,7 @@ import { routeAlias } from "../cluster/members.ts";
 import type { AuthCallout } from "../auth/callout.ts";
 import type { readStore } from "../auth/operator-store.ts";
 import { writeFileAtomic } from "../util/fs.ts";
+import { Observer } from "../observe/observer.ts";
 
 export interface RunningNode {
   status: TailnetStatus;
@@ -89,6 +90,7 @@ class NodeRuntime {
   private stopping?: Promise<void>;
   private storeHealth?: StoreHealth;
   private spaceWatch?: NodeJS.Timeout;
+  private observer?: Observer;
 
   private readonly config: Config;
   private readonly log: Logger;
@@ -190,6 +192,12 @@ class NodeRuntime {
     await this.nats.run();
     // The callout must answer before the first client arrives.
     await this.callout?.start();
+    this.observer = new Observer({
+      config: this.config,
+      log: this.log,
+      onRemoved: (line) => this.storeEvent({ code: "ERR_NODE_REMOVED", line }),
+    });
+    await this.observer.start();
   }
 
   /** Stage 3: the tailnet faces, and what keeps them current. */
@@ -350,7 +358,7 @@ class NodeRuntime {
       else if (e.code === "ERR_NODE_REMOVED")
         this.log.error(
           { code: e.code, line: e.line },
-          "this server was removed from the JetStream meta group (peer remove) and nats-server turned JetStream off on it; " +
+          "this server is not in the JetStream meta group any more (peer remove): its streams get no new copies here; " +
             "to keep it out, stop it and delete its device; to bring it back, stop it, empty its store and start it: " +
             "the meta leader takes it back five minutes after the removal (README: Reliability)",
         );
@@ -391,6 +399,7 @@ class NodeRuntime {
     this.stopping ??= (async () => {
       clearInterval(this.spaceWatch);
       this.routes.stop();
+      await this.observer?.stop();
       await this.callout?.stop();
       const b = this.bridgeSup?.release();
       const n = this.nats?.release();
