@@ -158,11 +158,16 @@ export class LocalTailnet {
    * what an operator on that host would see.
    */
   async monitor<T = any>(name: string, path: string, port = 18222): Promise<T> {
+    return JSON.parse(await this.loopbackGet(name, path, port)) as T;
+  }
+
+  /** GET from a loopback port on a node's host (its nats-server monitoring, its observe port), as a process there would. */
+  async loopbackGet(name: string, path: string, port: number): Promise<string> {
     const n = this.nodes.get(name);
     if (!n) throw new Error(`no node ${name}`);
-    const script = `fetch("http://127.0.0.1:${port}${path}").then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(e.message);process.exit(1)})`;
+    const script = `fetch("http://127.0.0.1:${port}${path}").then(r=>r.ok?r.text():Promise.reject(new Error(r.status+" "+r.statusText))).then(t=>process.stdout.write(t),e=>{console.error(e.message);process.exit(1)})`;
     const { stdout } = await execFileP("ip", ["netns", "exec", n.host.netns, process.execPath, "-e", script], { timeout: 10_000 });
-    return JSON.parse(stdout) as T;
+    return stdout;
   }
 
   /** Distinct servers this node has routes to, and its view of the JetStream meta group. */

@@ -73,6 +73,8 @@ export const CODES = {
     "ERR_NODE_NOT_RUNNING", // `peer` finds no status.json: no node runs with this config
     "ERR_PEER_REMOVE", // the meta group refused to remove a peer
     "ERR_AUTH_PUSH", // the cluster refused an account JWT
+    "ERR_OBSERVE_PORT", // observe.loopback_port cannot be opened (taken)
+    "ERR_TAILNET_KEY_EXPIRED", // logged, never an exit: this device's node key expired; the tailnet is cut off until it is renewed
     "ERR_STORE_DAMAGED", // logged, never an exit: nats-server found part of its JetStream store damaged and cut it back, rebuilt or reset it
     "ERR_STORE_FULL", // logged, never an exit: the disk under the JetStream store is full; JetStream is off on this node until there is room
     "ERR_NODE_REMOVED", // logged, never an exit: this server was removed from the meta group (peer remove): JetStream off on it, or the meta leader does not list it

@@ -26,7 +26,15 @@ export { binaryPath, REPO_ROOT, type BinaryName } from "./binaries.ts";
 export { V8_FLAGS } from "./v8-flags.ts";
 export { createLogger, type Logger } from "./log.ts";
 export { eachLine, exited, spawnChild, terminate } from "./supervise/spawn.ts";
-export { Bridge, loginLine, type BridgeOptions, type Device, type TailnetStatus, type WhoIs } from "./bridge-client/client.ts";
+export {
+  Bridge,
+  loginLine,
+  type BridgeOptions,
+  type Device,
+  type Observed,
+  type TailnetStatus,
+  type WhoIs,
+} from "./bridge-client/client.ts";
 export { diffMembers, dialTargets, membersOf, routeAlias, type Member } from "./cluster/members.ts";
 export { nativeSigner, decodeVerified } from "./auth/signer.ts";
 export {

@@ -20,20 +20,30 @@ type Admit func(ctx context.Context, remote netip.AddrPort) (ok bool, who string
 // Pump copies bytes both ways and half-closes each side when the other is
 // done, so that protocols that shut down their write side (PROXY, HTTP/1.0
 // clients, `nc -N`) see EOF rather than a reset.
-func Pump(a, b net.Conn) {
+// It returns the bytes copied from a to b and from b to a.
+func Pump(a, b net.Conn) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	wg.Add(2)
-	cp := func(dst, src net.Conn) {
+	cp := func(dst, src net.Conn, n *int64) {
 		defer wg.Done()
-		_, _ = io.Copy(dst, src)
+		*n, _ = io.Copy(dst, src)
 		_ = halfClose(dst)
 	}
-	go cp(a, b)
-	go cp(b, a)
+	go cp(a, b, &bToA)
+	go cp(b, a, &aToB)
 	wg.Wait()
 	_ = a.Close()
 	_ = b.Close()
+	return aToB, bToA
 }
+
+// Reasons a forwarder refuses for that carry no code of their own (a
+// metric label; the log line says more).
+const (
+	reasonNotAdmitted = "not_admitted" // Admit said no (the cluster face: no cluster tag)
+	reasonUpstream    = "upstream_unreachable"
+	reasonHandshake   = "bad_handshake" // a route's or forward's Pre or Post failed
+)
 
 // Forwarder accepts on one listener and relays each connection to a dialer.
 type Forwarder struct {
@@ -60,6 +70,8 @@ type Forwarder struct {
 	// Post, when set, runs on both legs after the dial (protocol handshakes).
 	Post func(c, up net.Conn) (net.Conn, net.Conn, error)
 	Log  *slog.Logger
+	// Metrics, when set, counts connections, refusals and bytes under Name.
+	Metrics *Metrics
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -126,6 +138,7 @@ func (f *Forwarder) handle(c net.Conn) {
 		ok, who, reason := f.Admit(ctx, remote)
 		if !ok {
 			f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "who", who, "reason", reason)
+			f.Metrics.Refused(f.Name, reasonNotAdmitted)
 			_ = c.Close()
 			return
 		}
@@ -145,6 +158,7 @@ func (f *Forwarder) handle(c net.Conn) {
 	up, err := f.Dial(ctx, c)
 	if err != nil {
 		f.Log.Warn("upstream dial failed", "listener", f.Name, "from", remote.String(), "err", err)
+		f.Metrics.Refused(f.Name, reasonUpstream)
 		_ = c.Close()
 		return
 	}
@@ -179,7 +193,9 @@ func (f *Forwarder) handle(c net.Conn) {
 		_ = up.SetReadDeadline(time.Time{})
 		c, up = nc, nup
 	}
-	Pump(c, up)
+	f.Metrics.Opened(f.Name)
+	in, out := Pump(c, up)
+	f.Metrics.Closed(f.Name, in, out)
 }
 
 // refused logs a failed handshake, unless the guard refused it and said so.
@@ -187,9 +203,15 @@ func (f *Forwarder) refused(c net.Conn, remote netip.AddrPort, err error) {
 	switch {
 	case errors.Is(err, errRefused):
 	case f.LogRefusal != nil:
-		f.LogRefusal(c, err)
+		f.LogRefusal(c, err) // counted by the guard's refusal log
 	default:
 		f.Log.Warn("connection refused", "listener", f.Name, "from", remote.String(), "reason", err.Error())
+		code := reasonHandshake
+		var ce *CodedError
+		if errors.As(err, &ce) {
+			code = ce.Code
+		}
+		f.Metrics.Refused(f.Name, code)
 	}
 }
 

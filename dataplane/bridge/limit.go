@@ -138,6 +138,10 @@ type refusalLog struct {
 
 	mu   sync.Mutex
 	seen map[string]*refusalSeen
+
+	// Every refusal is counted, logged or not (counting).
+	metrics *Metrics
+	face    string
 }
 
 type refusalSeen struct {
@@ -149,6 +153,12 @@ func newRefusalLog(log *slog.Logger, every time.Duration) *refusalLog {
 	return &refusalLog{log: log, every: every, now: time.Now, seen: map[string]*refusalSeen{}}
 }
 
+// counting makes every refusal count in m under face, logged or not.
+func (r *refusalLog) counting(m *Metrics, face string) *refusalLog {
+	r.metrics, r.face = m, face
+	return r
+}
+
 // maxRefusalKeys bounds the table; beyond it, stale entries are dropped.
 const maxRefusalKeys = 4096
 
@@ -156,6 +166,7 @@ const maxRefusalKeys = 4096
 // line for the same caller and code went out less than an interval ago;
 // then it only counts.
 func (r *refusalLog) refused(caller, code, msg string, attrs ...any) {
+	r.metrics.Refused(r.face, code)
 	if !r.allow(caller+"\x00"+code, &attrs) {
 		return
 	}

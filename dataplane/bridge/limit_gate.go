@@ -255,11 +255,11 @@ func (a ListenArgs) validateGuard() error {
 // per device, the grant gate, refusals logged at a bounded pace. It wraps
 // the Post that signClients set.
 func (n *Node) guardClients(f *Forwarder, a ListenArgs, face *clientFace) {
-	n.guardClientsWith(f, a, n.LC.WhoIs, face)
+	n.guardClientsWith(f, a, n.whoIs, face)
 }
 
 func (n *Node) guardClientsWith(f *Forwarder, a ListenArgs, whois func(context.Context, string) (*apitype.WhoIsResponse, error), face *clientFace) {
-	g := &clientGuard{face: a.Name, whois: whois, gate: a.GrantGate, log: newRefusalLog(n.Log, refusalLogEvery), tls: face.tls, local: face.local}
+	g := &clientGuard{face: a.Name, whois: whois, gate: a.GrantGate, log: newRefusalLog(n.Log, refusalLogEvery).counting(n.Metrics, a.Name), tls: face.tls, local: face.local}
 	if a.Limits != nil {
 		g.limits = newDeviceLimiter(*a.Limits)
 	}

@@ -50,12 +50,12 @@ func (l *LocalFace) Validate(a ListenArgs) error {
 }
 
 // listen opens the face on the host's own network.
-func (l *LocalFace) listen(log *slog.Logger) (net.Listener, error) {
+func (l *LocalFace) listen(log *slog.Logger, m *Metrics) (net.Listener, error) {
 	ln, err := net.Listen("tcp", l.Listen)
 	if err != nil {
 		return nil, coded(ErrListen, "local face %s on %s: %w", l.Face, l.Listen, err)
 	}
-	return &notFromHost{Listener: ln, face: l.Face, own: hostAddrs, log: newRefusalLog(log, refusalLogEvery)}, nil
+	return &notFromHost{Listener: ln, face: l.Face, own: hostAddrs, log: newRefusalLog(log, refusalLogEvery).counting(m, "local:"+l.Face)}, nil
 }
 
 // notFromHost refuses callers whose source is an address of this host: a

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"tailscale.com/client/tailscale/apitype"
 	"time"
 
 	"tailscale.com/client/local"
@@ -50,6 +51,7 @@ type Node struct {
 	signer  *Signer
 	Denials Denials
 	Quotas  Quotas
+	Metrics *Metrics
 
 	mu   sync.Mutex
 	fwds map[string]*Forwarder
@@ -129,7 +131,7 @@ func Up(ctx context.Context, o Options, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, coded(ErrKey, "making the trusted-proxy key: %w", err)
 	}
-	n := &Node{Srv: srv, Log: log, diag: diag, fwds: map[string]*Forwarder{}, signer: signer}
+	n := &Node{Srv: srv, Log: log, diag: diag, fwds: map[string]*Forwarder{}, signer: signer, Metrics: NewMetrics()}
 	lc, err := srv.LocalClient()
 	if err != nil {
 		return nil, startFailure(o, err)
@@ -324,8 +326,16 @@ type WhoIsResult struct {
 	Label string `json:"label"`
 }
 
-func (n *Node) WhoIs(ctx context.Context, addr string) (*WhoIsResult, error) {
+// whoIs asks tsnet who is behind addr, timed for the metrics.
+func (n *Node) whoIs(ctx context.Context, addr string) (*apitype.WhoIsResponse, error) {
+	t0 := time.Now()
 	who, err := n.LC.WhoIs(ctx, addr)
+	n.Metrics.WhoIs(time.Since(t0), err != nil)
+	return who, err
+}
+
+func (n *Node) WhoIs(ctx context.Context, addr string) (*WhoIsResult, error) {
+	who, err := n.whoIs(ctx, addr)
 	if err != nil {
 		return nil, coded(ErrWhois, "whois %s: %w", addr, err)
 	}
@@ -394,7 +404,7 @@ func (n *Node) label(remote string) string {
 // AdmitTags admits callers whose device carries at least one of tags.
 func (n *Node) AdmitTags(tags []string) Admit {
 	return func(ctx context.Context, remote netip.AddrPort) (bool, string, string) {
-		who, err := n.LC.WhoIs(ctx, remote.String())
+		who, err := n.whoIs(ctx, remote.String())
 		if err != nil || who.Node == nil {
 			return false, "unknown", "caller not found on the tailnet"
 		}
@@ -417,7 +427,7 @@ func (n *Node) AdmitTags(tags []string) Admit {
 func (n *Node) routePeer(remote net.Addr, lport string) (RoutePeer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	who, err := n.LC.WhoIs(ctx, remote.String())
+	who, err := n.whoIs(ctx, remote.String())
 	if err != nil || who.Node == nil {
 		return RoutePeer{}, fmt.Errorf("route peer %s not found on the tailnet", remote)
 	}
@@ -442,7 +452,7 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 	if a.Local != nil {
 		n.sweepMu.Lock()
 		defer n.sweepMu.Unlock()
-		ln, err = a.Local.listen(n.Log)
+		ln, err = a.Local.listen(n.Log, n.Metrics)
 	} else if ln, err = n.Srv.Listen("tcp", fmt.Sprintf(":%d", a.Port)); err != nil {
 		err = coded(ErrListen, "tailnet listen :%d: %w", a.Port, err)
 	}
@@ -454,6 +464,7 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 		Listener:    ln,
 		ProxyHeader: a.ProxyProtocol,
 		Log:         n.Log,
+		Metrics:     n.Metrics,
 		Dial: func(ctx context.Context, _ net.Conn) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp", a.Target)
@@ -471,7 +482,7 @@ func (n *Node) Listen(a ListenArgs) (*ListenResult, error) {
 		}
 	}
 	if a.WebSocket != nil {
-		ln = newWSListener(ln, a.WebSocket, sec, n.ownNames, n.Log)
+		ln = newWSListener(ln, a.WebSocket, sec, n.ownNames, n.Log, newRefusalLog(n.Log, refusalLogEvery).counting(n.Metrics, a.Name))
 		f.Listener = ln
 	}
 	face := &clientFace{denials: &n.Denials, tls: sec}
@@ -542,6 +553,7 @@ func (n *Node) Forward(a ForwardArgs) (*ForwardResult, error) {
 		Name:     a.Name,
 		Listener: ln,
 		Log:      n.Log,
+		Metrics:  n.Metrics,
 		Dial: func(ctx context.Context, _ net.Conn) (net.Conn, error) {
 			return DialFirst(ctx, n.Srv.Dial, targets)
 		},

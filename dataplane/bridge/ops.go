@@ -10,6 +10,7 @@ import (
 func (n *Node) HandleOps(ctx context.Context, ch *Channel) {
 	handle(ch, "status", func(StatusArgs) (any, error) { return n.Status(ctx) })
 	handle(ch, "whois", func(a WhoisArgs) (any, error) { return n.WhoIs(ctx, a.Addr) })
+	handle(ch, "observe", func(a ObserveArgs) (any, error) { return n.Observe(ctx, a) })
 	handle(ch, "listen", func(a ListenArgs) (any, error) { return n.Listen(a) })
 	handle(ch, "forward", func(a ForwardArgs) (any, error) { return n.Forward(a) })
 	handle(ch, "close", func(a CloseArgs) (any, error) {

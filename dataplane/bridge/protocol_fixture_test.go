@@ -123,6 +123,7 @@ func fieldByJSON(v reflect.Value, name string) (reflect.Value, bool) {
 var argsTypes = map[string]reflect.Type{
 	"status":  reflect.TypeFor[StatusArgs](),
 	"whois":   reflect.TypeFor[WhoisArgs](),
+	"observe": reflect.TypeFor[ObserveArgs](),
 	"listen":  reflect.TypeFor[ListenArgs](),
 	"forward": reflect.TypeFor[ForwardArgs](),
 	"close":   reflect.TypeFor[CloseArgs](),
@@ -144,6 +145,7 @@ var requiredArgs = map[string][]string{
 var resultTypes = map[string]reflect.Type{
 	"status":  reflect.TypeFor[Status](),
 	"whois":   reflect.TypeFor[WhoIsResult](),
+	"observe": reflect.TypeFor[Observed](),
 	"listen":  reflect.TypeFor[ListenResult](),
 	"forward": reflect.TypeFor[ForwardResult](),
 	"close":   reflect.TypeFor[struct{}](),

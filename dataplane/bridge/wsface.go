@@ -70,8 +70,8 @@ type wsListener struct {
 // newWSListener serves WebSocket upgrades on ln, over TLS when sec is set
 // (WSS; a client certificate, when the face asks for one, is checked by
 // signClient like on the TCP face).
-func newWSListener(ln net.Listener, face *WebSocketFace, sec *tlsFace, hosts func() []string, logger *slog.Logger) *wsListener {
-	l := &wsListener{inner: ln, face: face, hosts: hosts, conns: make(chan net.Conn), closed: make(chan struct{}), refusal: newRefusalLog(logger, refusalLogEvery)}
+func newWSListener(ln net.Listener, face *WebSocketFace, sec *tlsFace, hosts func() []string, logger *slog.Logger, counted *refusalLog) *wsListener {
+	l := &wsListener{inner: ln, face: face, hosts: hosts, conns: make(chan net.Conn), closed: make(chan struct{}), refusal: counted}
 	l.srv = &http.Server{
 		Handler:           l,
 		ReadHeaderTimeout: 10 * time.Second,

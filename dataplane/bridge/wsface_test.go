@@ -25,7 +25,7 @@ func wsSetup(t *testing.T, face *WebSocketFace) (string, chan string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := newWSListener(tcp, face, nil, func() []string { return []string{"nats-1.tail.example", "nats-1"} }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ln := newWSListener(tcp, face, nil, func() []string { return []string{"nats-1.tail.example", "nats-1"} }, slog.New(slog.NewTextHandler(io.Discard, nil)), newRefusalLog(slog.New(slog.NewTextHandler(io.Discard, nil)), refusalLogEvery))
 	t.Cleanup(func() { ln.Close() })
 	return wsServe(t, ln, nil)
 }
@@ -171,7 +171,7 @@ func TestWebSocketOverTLSWithClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := newWSListener(tcp, &WebSocketFace{}, sec, func() []string { return nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ln := newWSListener(tcp, &WebSocketFace{}, sec, func() []string { return nil }, slog.New(slog.NewTextHandler(io.Discard, nil)), newRefusalLog(slog.New(slog.NewTextHandler(io.Discard, nil)), refusalLogEvery))
 	t.Cleanup(func() { ln.Close() })
 	addr, connects := wsServe(t, ln, sec)
 	dial := func(certs ...tls.Certificate) (net.Conn, error) {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { REPO_ROOT } from "../../controlplane/src/mod.ts";
+import parsePrometheus from "parse-prometheus-text-format";
 import { eventually, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const FACE = { name: "docker", listen: "172.17.0.1:4222" };
@@ -120,7 +121,13 @@ describe("local faces", () => {
     assert.match(String(r.error), /no rule admits local:docker \(172\.17\.0\.2\)/);
   });
 
-  test("a process on the node's own host is refused on the face (it is no way around loopback)", async () => {
+  test("a process on the node's own host is refused on the face (it is no way around loopback), and /metrics counts it", async () => {
+    const refusals = async () => {
+      const families = parsePrometheus(await t.tailnet.loopbackGet("nats-1", "/metrics", 18223));
+      const f = families.find((x) => x.name === "nats_tsnet_bridge_connections_refused_total");
+      return Number(f?.metrics.find((m) => m.labels?.face === "local:docker" && m.labels?.reason === "ERR_LOCAL_FROM_HOST")?.value ?? 0);
+    };
+    const before = await refusals();
     const r = app(t.tailnet.net.hosts.get("nats-1")!.netns);
     assert.ok(!r.echo, JSON.stringify(r));
     assert.match(String(r.error), /./);
@@ -129,5 +136,7 @@ describe("local faces", () => {
       10_000,
       "ERR_LOCAL_FROM_HOST logged",
     );
+    // Counted whether or not the line was logged; the scrape is a real Prometheus parse.
+    await eventually(async () => (await refusals()) > before, 10_000, "the refusal counted in /metrics");
   });
 });

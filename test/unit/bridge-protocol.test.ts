@@ -14,6 +14,7 @@ import {
   createLogger,
   identityOf,
   membersOf,
+  type Observed,
   type TailnetStatus,
   type WhoIs,
 } from "../../controlplane/src/mod.ts";
@@ -46,6 +47,7 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
     const quiet = (p: Promise<unknown>) => void p.catch(() => {});
     quiet(bridge.getStatus());
     quiet(bridge.whois("100.64.0.7"));
+    quiet(bridge.observe(["100.64.0.2"]));
     quiet(
       bridge.listen({
         name: "client",
@@ -134,6 +136,7 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
     const calls: Record<string, () => Promise<unknown>> = {
       status: () => bridge.getStatus(),
       whois: () => bridge.whois("100.64.0.7"),
+      observe: () => bridge.observe([]),
       listen: () => bridge.listen({ name: "x", port: 1, target: "127.0.0.1:1" }),
       forward: () => bridge.forward({ name: "x", targets: ["100.64.0.2:6222"] }),
       close: () => bridge.closeListener("x"),
@@ -156,6 +159,9 @@ describe("bridge control protocol: TypeScript and Go agree", () => {
     const whois = (await byOp.get("whois:true")) as { v: WhoIs };
     assert.equal(identityOf(whois.v).label, whois.v.label, "the label is the bridge's");
     assert.match(whois.v.label, / \(laptop\)$/);
+    const seen = (await byOp.get("observe:true")) as { v: Observed };
+    assert.equal(seen.v.peers[0]!.path, "direct");
+    assert.equal(seen.v.metrics.faces.client!.refused.ERR_NO_GRANT, 2);
     const status = (await byOp.get("status:true")) as { v: TailnetStatus };
     assert.ok(status.v.self.ips.length > 0);
     const refused = (await byOp.get("listen:false")) as { e: BridgeError };

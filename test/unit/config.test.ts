@@ -104,6 +104,7 @@ describe("loadConfig defaults", () => {
         },
         account_overrides: {},
       },
+      observe: { loopback_port: 18223 },
       source: { env: [] },
     } satisfies Config);
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.nats.loopback) && Object.isFrozen(c.tailnet.tags));

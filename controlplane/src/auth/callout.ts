@@ -2,6 +2,7 @@
 // connection, it answers from the caller's tailnet identity. It runs in the
 // node process, talks to nats-server on loopback as the callout account's
 // user, and signs with an account key that exists only in this process.
+import type { Counters } from "../observe/counters.ts";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { encodeAuthorizationResponse, encodeUser, type AuthorizationRequest } from "@nats-io/jwt";
@@ -41,6 +42,8 @@ export interface CalloutOptions {
   sys: { user: string; password: string };
   bridge: () => Bridge;
   log: Logger;
+  /** Decisions are counted here (auth_decisions, by decision) for /metrics. */
+  counters?: Counters;
 }
 
 export class AuthCallout {
@@ -133,6 +136,7 @@ export class AuthCallout {
       encodeAuthorizationResponse(req.user_nkey, req.server_id.id, this.issuer, body, {});
     if (!d.decision.allow) {
       this.o.log.warn({ decision: "deny", who: d.label, ip, cid, reason: d.decision.reason }, "auth decision");
+      this.o.counters?.inc("auth_decisions", { decision: "deny" });
       // The bridge shows the client this reason in place of the bare violation.
       await this.o
         .bridge()
@@ -173,6 +177,7 @@ export class AuthCallout {
     // A decision, not a connection: nats-server still checks the bridge's
     // signature (proxy_required) after this, and "connected" is logged only
     // from its own connect event (watchConnects).
+    this.o.counters?.inc("auth_decisions", { decision: "allow" });
     this.o.log.info(
       { decision: "allow", who: d.label, ip, cid, account: a.account, pub: a.pub.allow, sub: a.sub.allow, limits: a.limits },
       "auth decision",

@@ -69,6 +69,49 @@ export interface ClientTLS {
   revoked?: string[];
 }
 
+/** One bridge face's counters since it started (dataplane/bridge/metrics.go). */
+export interface FaceCounters {
+  accepted: number;
+  refused: Record<string, number>;
+  open: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** A cumulative histogram in seconds: counts per bound, the last for +Inf. */
+export interface Histogram {
+  bounds: number[];
+  counts: number[];
+  sum: number;
+  count: number;
+  errors: number;
+}
+
+/** How this device reaches one peer (dataplane/bridge/observe.go). */
+export interface PeerPath {
+  name: string;
+  ips: string[];
+  online: boolean;
+  path: "direct" | "peer-relay" | "derp" | "none";
+  endpoint?: string;
+  relay?: string;
+  lastHandshake?: string;
+  rxBytes: number;
+  txBytes: number;
+  latencyMs?: number;
+  pingError?: string;
+}
+
+/** The "observe" op's answer. */
+export interface Observed {
+  backendState: string;
+  keyExpiry?: string;
+  keyExpired: boolean;
+  health: string[];
+  peers: PeerPath[];
+  metrics: { faces: Record<string, FaceCounters>; whois: Histogram };
+}
+
 export interface GrantGate {
   capability: string;
   users: string[];
@@ -307,6 +350,10 @@ export class Bridge extends EventEmitter {
     return this.request("denied", { ip, reason });
   }
   /** Holds every open client connection from ip to the quota its identity was given. */
+  /** This device's key and health, each peer's path (latency to those in ping), and the faces' counters. */
+  observe(ping: string[]): Promise<Observed> {
+    return this.request("observe", ping.length ? { ping } : {});
+  }
   quota(ip: string, q: Quota): Promise<unknown> {
     return this.request("quota", { ip, subs: q.subs, payload: q.payload });
   }

@@ -6,6 +6,7 @@ import { ExitCode, NatsTsnetError } from "../errors.ts";
 import { registerRun } from "./run.ts";
 import { registerConfig } from "./config.ts";
 import { registerPeer } from "./peer.ts";
+import { registerStatus } from "./status.ts";
 import { registerAuth } from "./auth.ts";
 import { registerProxy } from "./proxy.ts";
 import { registerDev } from "./dev.ts";
@@ -16,7 +17,16 @@ export function buildProgram(): Command {
     .description("A NATS JetStream node whose only network face is a Tailscale node")
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerRun, registerConfig, registerPeer, registerAuth, registerProxy, registerDev, registerVersion])
+  for (const register of [
+    registerRun,
+    registerConfig,
+    registerPeer,
+    registerStatus,
+    registerAuth,
+    registerProxy,
+    registerDev,
+    registerVersion,
+  ])
     register(program);
   return program;
 }

@@ -3,6 +3,7 @@
 // route alias) that dials the peer's :6222 over the tailnet; nats-server's
 // routes point at those forwarders, and a config reload applies changes
 // without restarting anything or touching existing connections.
+import type { Counters } from "../observe/counters.ts";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { Bridge, TailnetStatus } from "../bridge-client/client.ts";
@@ -19,6 +20,8 @@ export interface Route {
 export interface ReconcilerOptions {
   config: Config;
   log: Logger;
+  /** Members joined, left and moved are counted here (reconcile_events) for /metrics. */
+  counters?: Counters;
   bridge: () => Bridge;
   /** This node's route secret; the forwarders demand it from nats-server. */
   routeSecret: RouteSecret;
@@ -117,6 +120,7 @@ export class RouteReconciler {
         const still = status.peers.find((p) => p.id === m.id);
         const why = still ? `lost the tag ${tag} (has: ${still.tags.join(", ") || "none"})` : "left the tailnet";
         this.o.log.info({ peer: m.name, route: r.url, why }, "peer left: route removed");
+        this.o.counters?.inc("reconcile_events", { event: "left" });
       }
     }
     for (const m of [...d.added, ...d.changed]) {
@@ -124,6 +128,7 @@ export class RouteReconciler {
       await this.open(r);
       this.routes.set(m.id, r);
       const why = d.changed.includes(m) ? "addresses changed" : `joined with tag ${tag}`;
+      this.o.counters?.inc("reconcile_events", { event: d.changed.includes(m) ? "moved" : "joined" });
       this.o.log.info(
         { peer: m.name, ips: m.ips, route: r.url, why },
         d.changed.includes(m) ? "peer moved: route renewed" : "peer joined: route added",

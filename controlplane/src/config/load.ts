@@ -94,6 +94,7 @@ export interface Config {
   };
   readonly log: { readonly format: LogFormat; readonly level: LogLevel };
   readonly auth: AuthConfig;
+  readonly observe: { readonly loopback_port: number };
   /** Where values came from, for the startup log line. */
   readonly source: { readonly file?: string; readonly env: readonly string[] };
 }
@@ -377,6 +378,8 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
     problem,
   );
   distinctPorts(["nats", "loopback"], n.loopback, problem);
+  const clash = Object.entries(n.loopback).find(([, port]) => port === p.observe.loopback_port);
+  if (clash) problem(["observe", "loopback_port"], `port ${clash[1]} is already used by nats.loopback.${clash[0]}`);
 
   const lame_duck_duration_ms = ms(["nats", "lame_duck_duration"], n.lame_duck_duration);
   if (lame_duck_duration_ms < 30_000) problem(["nats", "lame_duck_duration"], "must be at least 30s (nats-server's minimum)");
@@ -471,6 +474,7 @@ function finalize(p: ParsedInput, layers: Layer[], defaultBase: string): { confi
     },
     log: p.log,
     auth: { ...p.auth, operator_dir: operatorDir } as AuthConfig,
+    observe: p.observe,
   };
   return { config, issues };
 }

@@ -385,6 +385,16 @@ export const AuthSchema = z.strictObject({
     .meta({ description: "Per account, by name: the fields of account_limits that differ for it." }),
 });
 
+export const ObserveSchema = z
+  .strictObject({
+    loopback_port: port(
+      18223,
+      "The node's status and Prometheus metrics on 127.0.0.1 (/status, /metrics): what `nats-tsnet status` reads and a local scraper scrapes; 0: off.",
+      0,
+    ),
+  })
+  .meta({ description: "What the node shows about the cluster: `nats-tsnet status` and /metrics." });
+
 export const ConfigSchema = z
   .strictObject({
     hostname: hostname
@@ -399,6 +409,7 @@ export const ConfigSchema = z
     nats: NatsSchema.prefault({}),
     log: LogSchema.prefault({}),
     auth: AuthSchema.prefault({}),
+    observe: ObserveSchema.prefault({}),
   })
   .superRefine((p, ctx) => {
     for (const { path, message } of budgetIssues(p)) ctx.addIssue({ code: "custom", path, message });

@@ -31,6 +31,9 @@ import type { AuthCallout } from "../auth/callout.ts";
 import type { readStore } from "../auth/operator-store.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { Observer } from "../observe/observer.ts";
+import { Counters } from "../observe/counters.ts";
+import { serveObserve } from "../observe/http.ts";
+import type { Server } from "node:http";
 
 export interface RunningNode {
   status: TailnetStatus;
@@ -91,6 +94,9 @@ class NodeRuntime {
   private storeHealth?: StoreHealth;
   private spaceWatch?: NodeJS.Timeout;
   private observer?: Observer;
+  private observeHttp?: Server;
+  /** The control plane's own events, for /metrics. */
+  readonly counters = new Counters();
 
   private readonly config: Config;
   private readonly log: Logger;
@@ -114,6 +120,7 @@ class NodeRuntime {
       log,
       bridge: () => this.bridge,
       routeSecret: this.routeSecret,
+      counters: this.counters,
       applyRoutes: async (urls) => {
         this.writeNatsConf(urls);
         this.reloadNats();
@@ -130,6 +137,7 @@ class NodeRuntime {
         sys: { user: secrets.sys_user, password: secrets.sys_password },
         bridge: () => this.bridge,
         log: log.child({ component: "auth" }),
+        counters: this.counters,
       });
     }
   }
@@ -195,9 +203,14 @@ class NodeRuntime {
     this.observer = new Observer({
       config: this.config,
       log: this.log,
+      bridge: () => this.bridge,
+      natsPid: () => this.nats?.child?.pid,
+      counters: this.counters,
       onRemoved: (line) => this.storeEvent({ code: "ERR_NODE_REMOVED", line }),
     });
     await this.observer.start();
+    const port = this.config.observe.loopback_port;
+    if (port > 0) this.observeHttp = await serveObserve(port, this.observer, this.log);
   }
 
   /** Stage 3: the tailnet faces, and what keeps them current. */
@@ -399,6 +412,8 @@ class NodeRuntime {
     this.stopping ??= (async () => {
       clearInterval(this.spaceWatch);
       this.routes.stop();
+      this.observeHttp?.close();
+      this.observeHttp?.closeAllConnections();
       await this.observer?.stop();
       await this.callout?.stop();
       const b = this.bridgeSup?.release();
