@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
+import { createServer } from "node:net";
 import { Command } from "commander";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -29,10 +30,16 @@ const WEBSOCKET_PORT = 8080;
 export async function runDev(o: DevOptions): Promise<void> {
   const log = createLogger({ level: "info", name: "dev" });
   const listen = parseListen(o.listen);
+  // Before anything starts: a taken port would otherwise fail only once the cluster is up.
+  await portFree(listen);
   const dir = o.dir ?? mkdtempSync(`${tmpdir()}/nats-tsnet-dev-`);
   const t0 = Date.now();
-  log.info({ dir }, "starting the local tailnet (headscale)");
+  // Each progress line says how long the start has taken so far.
+  const progress = (fields: Record<string, unknown>, msg: string) =>
+    log.info({ ...fields, elapsed_s: Number(((Date.now() - t0) / 1000).toFixed(1)) }, msg);
+  progress({ dir }, "starting the local tailnet (headscale)");
   const tailnet = await LocalTailnet.start({ dir, log, verbose: o.verbose });
+  progress({}, "local tailnet up");
   let stopping = false;
   const stop = async (code: number) => {
     if (stopping) return;
@@ -59,12 +66,12 @@ export async function runDev(o: DevOptions): Promise<void> {
           ...(o.websocket && { websocket_port: WEBSOCKET_PORT }),
         };
         await tailnet.startNode(name, { config: { nats: config } });
-        log.info({ node: name }, "node ready");
+        progress({ node: name }, "node ready");
       }),
     );
     if (o.nodes > 1) {
       const leader = await tailnet.waitForCluster(names);
-      log.info({ nodes: names, metaLeader: leader }, "cluster ready: every route up, JetStream meta leader elected");
+      progress({ nodes: names, metaLeader: leader }, "cluster ready: every route up, JetStream meta leader elected");
     }
     const proxy = await tailnet.startProxy("dev-client", { to: `${names[0]}:4222`, listenHost: listen.host, port: listen.port });
     // Ready means a real client can use JetStream through the tailnet.
@@ -105,6 +112,25 @@ export async function runDev(o: DevOptions): Promise<void> {
     throw e;
   }
   await new Promise(() => {}); // until a signal
+}
+
+/** Refuses a --listen address some other program holds, before the cluster starts. */
+async function portFree(l: { host: string; port: number }): Promise<void> {
+  const s = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      s.once("error", reject);
+      s.listen(l.port, l.host, () => resolve());
+    });
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === "EADDRINUSE" ? "is already in use by another program" : (e as Error).message;
+    throw new UsageError(
+      "ERR_DEV_LISTEN",
+      `--listen ${l.host}:${l.port} ${why}: stop that program or choose another port (--listen 127.0.0.1:4223)`,
+    );
+  } finally {
+    s.close();
+  }
 }
 
 /** A loopback IPv4 host:port; the cluster is never exposed anywhere else. */

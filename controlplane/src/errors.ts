@@ -33,7 +33,7 @@ export const CODES = {
     "ERR_AUTH_KEY_MISSING", // the seed of the key that must sign (a signing key under strict usage) is not at hand
     "ERR_AUTH_NO_ROLE", // `auth user add --role` names a role the account lacks
     "ERR_AUTH_NO_USER", // `auth user revoke|reissue` names a user the store lacks
-    "ERR_DEV_LISTEN", // `dev --listen` is not a loopback host:port
+    "ERR_DEV_LISTEN", // `dev --listen` is not a loopback host:port, or another program holds it
     "ERR_DEV_NOT_HERE", // `dev` asked of an installed nats-tsnet (it lives in the repository)
   ],
   config: [

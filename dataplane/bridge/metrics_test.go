@@ -45,7 +45,9 @@ func TestMetricsCountFaces(t *testing.T) {
 		t.Fatalf("echo %q", b)
 	}
 	_ = c.Close()
-	waitFor(t, func() bool { return m.Snapshot().Faces["client"].Open == 0 && m.Snapshot().Faces["client"].BytesIn == 5 })
+	waitFor(t, func() bool {
+		return m.Snapshot().Faces["client"].Open == 0 && m.Snapshot().Faces["client"].BytesIn == 5
+	})
 	got := m.Snapshot().Faces["client"]
 	if got.Accepted != 1 || got.BytesOut != 5 {
 		t.Fatalf("client face: %+v; want 1 accepted, 5 bytes each way, none open", got)

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CLI, CLUSTER_TAG, defaultPolicy, type LabProxy } from "../../localtailnet/mod.ts";
+import type { ClusterStatus } from "../../controlplane/src/observe/status.ts";
 import { eventually, logTail, natsConnect, startTestTailnet, type TestTailnet } from "./helpers.ts";
 
 const enc = new TextEncoder();
@@ -36,6 +37,15 @@ function startTime(pid: string): string {
 
 describe("a three-node cluster on the tailnet", () => {
   let t: TestTailnet;
+  /** `nats-tsnet status --json` on a node's host, as its operator runs it. */
+  const status = (n: string): ClusterStatus => {
+    const nd = t.tailnet.nodes.get(n)!;
+    const out = execFileSync("ip", ["netns", "exec", nd.host.netns, process.execPath, CLI, "status", "--json", "--config", nd.configPath], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    return JSON.parse(out) as ClusterStatus;
+  };
   const proxies: Record<string, LabProxy> = {};
   let nc: NatsConnection;
   const names = ["nats-1", "nats-2", "nats-3"];
@@ -151,6 +161,18 @@ describe("a three-node cluster on the tailnet", () => {
       "nats-3 gone",
     );
     t.tailnet.nodes.delete("nats-3");
+    // `status --json` on a survivor says so within seconds.
+    const killedAt = Date.now();
+    const seen = await eventually(
+      () => {
+        const m = status("nats-1").members.find((x) => x.name === "nats-3");
+        return m && !m.online && m.route === "down" ? m : undefined;
+      },
+      30_000,
+      "status shows nats-3 offline with its route down",
+    );
+    console.log(`# status showed the killed member offline, route down, after ${((Date.now() - killedAt) / 1000).toFixed(1)}s`);
+    assert.notEqual(seen.jetstream, "leader");
     const atKill = acked.length;
     await eventually(() => acked.length >= atKill + 30, 30_000, "publishing continues on two nodes");
     stop = true;
@@ -176,6 +198,25 @@ describe("a three-node cluster on the tailnet", () => {
       60_000,
       "nats-3 caught up",
     );
+    // And back: every member online and routed over a direct path, the
+    // stream's three copies, and the publisher's identity among the clients.
+    const back = await eventually(
+      () => {
+        const s = status("nats-1");
+        const ok = s.members.every((m) => m.self || (m.online && m.route === "up" && m.path === "direct" && m.latency_ms !== undefined));
+        return ok && s.streams.find((x) => x.name === "DURABLE")?.copies.length === 3 ? s : undefined;
+      },
+      60_000,
+      "status shows the whole cluster again",
+    );
+    assert.deepEqual(
+      back.members.map((m) => m.name),
+      names,
+    );
+    assert.ok(back.meta.leader && names.includes(back.meta.leader));
+    assert.equal(back.streams.find((x) => x.name === "DURABLE")!.replicas, 3);
+    const publisher = back.clients.find((c) => c.devices.some((d) => d.startsWith("client-nats-2")));
+    assert.ok(publisher && publisher.servers.includes("nats-2"), `the publisher's identity is listed: ${JSON.stringify(back.clients)}`);
     await pub.close();
   });
 

@@ -31,6 +31,28 @@ describe("./run dev --tls --websocket", () => {
     }
   });
 
+  test("a --listen port another program holds is refused at once, with its code and no stack trace", async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const t0 = Date.now();
+      const r = spawnSync(process.execPath, [join(REPO_ROOT, "localtailnet", "dev.ts"), "--listen", `127.0.0.1:${port}`], {
+        cwd: REPO_ROOT,
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /ERR_DEV_LISTEN/);
+      assert.match(r.stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
+      assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
+      assert.doesNotMatch(r.stdout + r.stderr, /headscale/, "nothing was started");
+      console.log(`# refused after ${Date.now() - t0} ms`);
+    } finally {
+      taken.close();
+    }
+  });
+
   test("prints ready:, websocket: and ca:, and each works as printed", async () => {
     const port = await freePort();
     dev = spawn(
